@@ -1,0 +1,130 @@
+"""Dynamic batching: many streams' requests → one batched call on the model's inference thread.
+
+Requests wait at most ``max_wait_ms`` for company, and a batch never exceeds ``max_batch``. The request queue
+is bounded with the ``block`` policy: a caller that outruns the model waits in ``submit`` (backpressure), so
+live sources shed load at their own frame queue (``drop_oldest``), where dropping is cheap and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+In = TypeVar("In")
+Out = TypeVar("Out")
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BatcherStats:
+    """Counters for the bench and the metrics endpoint."""
+
+    batches: int = 0
+    items: int = 0
+    busy_s: float = 0.0
+
+    @property
+    def mean_batch(self) -> float:
+        return self.items / self.batches if self.batches else 0.0
+
+
+class DynamicBatcher(Generic[In, Out]):
+    """Collects items, calls ``fn(list_of_items) -> sequence_of_outputs`` in ``executor``, resolves futures.
+
+    Owned by its creator: ``start()`` it inside a running loop and ``aclose()`` it on shutdown (pending
+    requests then fail with ``CancelledError``).
+    """
+
+    def __init__(self, fn: Callable[[list[In]], Sequence[Out]], *, executor: Executor, name: str,
+                 max_batch: int = 16, max_wait_ms: float = 5.0, queue_size: int = 256) -> None:
+        if max_batch < 1 or queue_size < 1:
+            raise ValueError("max_batch and queue_size must be positive")
+        self.fn = fn
+        self.name = name
+        self.max_batch = max_batch
+        self.max_wait = max_wait_ms / 1000.0
+        self.executor = executor
+        self.stats = BatcherStats()
+        self._queue: asyncio.Queue[tuple[In, asyncio.Future[Out]]] = asyncio.Queue(maxsize=queue_size)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"batcher-{self.name}")
+
+    async def submit(self, item: In) -> asyncio.Future[Out]:
+        """Enqueue one item (waiting for room: policy ``block``) and return the future of its output."""
+        if self._task is None or self._task.done():
+            raise RuntimeError(f"batcher {self.name} is not running")
+        fut: asyncio.Future[Out] = asyncio.get_running_loop().create_future()
+        await self._queue.put((item, fut))
+        return fut
+
+    async def __call__(self, item: In) -> Out:
+        return await (await self.submit(item))
+
+    async def _collect(self) -> list[tuple[In, asyncio.Future[Out]]]:
+        batch = [await self._queue.get()]
+        deadline = time.monotonic() + self.max_wait
+        while len(batch) < self.max_batch:
+            try:
+                batch.append(self._queue.get_nowait())
+                continue
+            except asyncio.QueueEmpty:
+                pass
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+            except TimeoutError:
+                break
+        return batch
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await self._collect()
+            live = [(item, fut) for item, fut in batch if not fut.cancelled()]
+            if not live:
+                continue
+            started = time.perf_counter()
+            try:
+                outputs = await loop.run_in_executor(self.executor, self.fn, [item for item, _ in live])
+                if len(outputs) != len(live):
+                    raise RuntimeError(f"batcher {self.name}: fn returned {len(outputs)} outputs "
+                                       f"for {len(live)} inputs")
+            except asyncio.CancelledError:
+                for _, fut in live:
+                    fut.cancel()
+                raise
+            except Exception as err:  # one bad batch fails its callers, never the batcher
+                log.exception("batch in %s failed", self.name)
+                for _, fut in live:
+                    if not fut.done():
+                        fut.set_exception(err)
+                continue
+            self.stats.batches += 1
+            self.stats.items += len(live)
+            self.stats.busy_s += time.perf_counter() - started
+            for (_, fut), out in zip(live, outputs):
+                if not fut.done():
+                    fut.set_result(out)
+
+    async def aclose(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+        while not self._queue.empty():
+            _, fut = self._queue.get_nowait()
+            fut.cancel()

@@ -1,0 +1,144 @@
+"""``har-stream analyse INPUT``: every action in a video file or URL, as a timeline, JSON, CSV or video."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from ..analyse import Progress, analyse
+from ..engine import LoadedModels, ModelChoice, load_models
+from ..errors import ConfigError, InputError
+from ..fallback import ClipFallback
+from ..pipeline import StreamSettings
+from ..preprocess import FramePreparer
+from ..types import AnalysisResult
+from ..worker import BatchSettings, ModelWorker
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by every command that loads models (analyse, serve, watch, bench)."""
+    p.add_argument("--model", default="s3d",
+                   help="model name (s3d, r2plus1d-18, r3d-18, mc3-18, mvit-v2-s, swin3d-t, cnn-lstm, clip) "
+                        "or a CNN-LSTM checkpoint file (default: s3d)")
+    p.add_argument("--labels", default=None,
+                   help="label set: ucf101, kinetics400, or a file with one label per line "
+                        "(CLIP open vocabulary); default: the model's own")
+    p.add_argument("--clip-threshold", type=float, default=0.4,
+                   help="ask CLIP when the model's top-1 confidence is below this; 0 disables, 1 always "
+                        "(default: 0.4)")
+    p.add_argument("--clip-model", default=None, metavar="DIR",
+                   help="a local CLIP directory (default: the cached openai/clip-vit-base-patch32)")
+    p.add_argument("--prompt", default="a photo of someone {label}", help="CLIP prompt template")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: auto")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("analyse", aliases=["analyze"], help="analyse a video file or URL offline",
+                       description="Label every overlapping window of a video file or URL (direct media, HLS, "
+                                   "or a page yt-dlp can resolve) and merge them into a timeline.")
+    p.add_argument("input", help="video file path or URL")
+    add_model_options(p)
+    p.add_argument("--window", type=int, default=None, help="frames per window (default: the model's, 16)")
+    p.add_argument("--stride", type=int, default=8, help="frames between window starts (default: 8)")
+    p.add_argument("--fps", type=float, default=None, help="sampling rate (default: the model's)")
+    p.add_argument("--json", type=Path, default=None, metavar="FILE", help="write the result as JSON")
+    p.add_argument("--csv", type=Path, default=None, metavar="FILE", help="write the segments as CSV")
+    p.add_argument("--annotate", type=Path, default=None, metavar="OUT.mp4",
+                   help="write the video with the current action burned in")
+    p.add_argument("--progress", choices=("auto", "on", "off"), default="auto",
+                   help="progress bar on stderr (auto: when stderr is a terminal)")
+    p.set_defaults(func=run)
+
+
+def check_input(spec: str) -> None:
+    """Fail fast, before loading models, on what can be checked without decoding."""
+    scheme = urlsplit(spec).scheme
+    if len(scheme) > 1 and scheme != "file":
+        return
+    path = Path(spec.removeprefix("file://")).expanduser()
+    if not path.exists():
+        raise InputError(f"no such file: {spec}; give the path of a video file or a URL")
+    if path.is_dir():
+        raise InputError(f"{spec} is a directory; give the path of a video file")
+    if path.stat().st_size == 0:
+        raise InputError(f"{spec} is empty (0 bytes); give a video file")
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    for opt in ("json", "csv", "annotate"):
+        out: Path | None = getattr(args, opt)
+        if out is not None and not out.parent.resolve().is_dir():
+            raise ConfigError(f"--{opt} {out}: folder {out.parent} does not exist")
+
+
+class ProgressBar:
+    """tqdm on stderr: frames done / total and ×realtime."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.bar = None
+        self.enabled = enabled
+
+    def __call__(self, p: Progress) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=p.frames_total, unit="frame", file=sys.stderr, dynamic_ncols=True,
+                            desc="analysing")
+        self.bar.update(p.frames_decoded - self.bar.n)
+        self.bar.set_postfix_str(f"{p.realtime:.1f}x realtime", refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+async def analyse_with(models: LoadedModels, spec: str, settings: StreamSettings, clip_threshold: float,
+                       progress: ProgressBar | None = None) -> AnalysisResult:
+    """Run one offline analysis with freshly started workers (the CLI's whole lifetime)."""
+    async with ModelWorker(models.primary, BatchSettings(max_batch=16, max_wait_ms=2.0)) as worker:
+        if models.fallback is None:
+            return await analyse(spec, worker, settings=settings, model_ref=models.ref, progress=progress)
+        prepare = FramePreparer.for_model(models.fallback.info)
+        async with ModelWorker(models.fallback, BatchSettings(max_batch=8), prepare=prepare) as clip_worker:
+            fallback = ClipFallback(clip_worker, clip_threshold, cache_frames=4 * settings.window)
+            return await analyse(spec, worker, settings=settings, fallback=fallback, model_ref=models.ref,
+                                 progress=progress)
+
+
+def run(args: argparse.Namespace) -> int:
+    check_input(args.input)
+    check_outputs(args)
+    choice = ModelChoice(model=args.model, labels=args.labels, clip_threshold=args.clip_threshold,
+                         clip_model=args.clip_model, prompt=args.prompt, device=args.device)
+    models = load_models(choice)
+    for notice in models.notices:
+        print(f"har-stream: note: {notice}", file=sys.stderr)
+    settings = StreamSettings(window=args.window or models.primary.info.frames, stride=args.stride,
+                              fps=args.fps)
+    if args.fps is not None and args.fps <= 0:
+        raise ConfigError(f"--fps must be positive (got {args.fps})")
+    bar = ProgressBar(args.progress == "on" or (args.progress == "auto" and sys.stderr.isatty()))
+    try:
+        result = asyncio.run(analyse_with(models, args.input, settings, choice.clip_threshold, bar))
+    finally:
+        bar.close()
+    from ..export import format_timeline, terminal_width, write_csv, write_json
+
+    print(format_timeline(result, width=terminal_width() if sys.stdout.isatty() else None,
+                          color=sys.stdout.isatty() and "NO_COLOR" not in os.environ))
+    if args.json:
+        write_json(result, args.json)
+    if args.csv:
+        write_csv(result, args.csv)
+    if args.annotate:
+        from ..annotate import write_annotated_video
+
+        write_annotated_video(args.input, args.annotate, result.segments, result.timeline)
+        print(f"annotated video: {args.annotate}", file=sys.stderr)
+    return 0

@@ -1,0 +1,1 @@
+"""Model families behind one interface (``VideoModel``) and a registry that loads them by name."""

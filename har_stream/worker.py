@@ -1,0 +1,81 @@
+"""One inference worker per loaded model: a single named thread owns the model and the device.
+
+Every stream of the model shares the worker's two batchers — one for per-frame ``encode``, one for
+per-window ``classify`` — so N streams cost batched calls, not N times the calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import av
+import numpy as np
+import torch
+
+from .batcher import DynamicBatcher
+from .models.base import VideoModel
+
+Prepare = Callable[[av.VideoFrame], np.ndarray]
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    max_batch: int = 16
+    max_wait_ms: float = 5.0
+    queue_size: int = 256
+
+
+class ModelWorker:
+    """Async face of a ``VideoModel``. Start with ``async with`` (or ``start``/``aclose``)."""
+
+    def __init__(self, model: VideoModel, settings: BatchSettings = BatchSettings(),
+                 prepare: Prepare | None = None) -> None:
+        self.model = model
+        self.info = model.info
+        self.prepare = prepare
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"har-infer-{model.info.name}")
+        self.encoder = DynamicBatcher(self._encode_batch, executor=self.executor, name=f"{model.info.name}-encode",
+                                      max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms,
+                                      queue_size=settings.queue_size)
+        self.classifier = DynamicBatcher(self._classify_batch, executor=self.executor,
+                                         name=f"{model.info.name}-classify", max_batch=settings.max_batch,
+                                         max_wait_ms=settings.max_wait_ms, queue_size=settings.queue_size)
+
+    # -- runs on the inference thread ------------------------------------------------------------------
+    def _encode_batch(self, items: list[np.ndarray | av.VideoFrame]) -> Sequence[torch.Tensor]:
+        images = [self.prepare(x) if isinstance(x, av.VideoFrame) else x for x in items]
+        batch = torch.from_numpy(np.stack(images))
+        return self.model.encode(batch).unbind(0)
+
+    def _classify_batch(self, windows: list[Sequence[torch.Tensor]]) -> Sequence[np.ndarray]:
+        stacked = torch.stack([torch.stack(tuple(w)) for w in windows])
+        logits = self.model.classify(stacked)
+        return list(torch.softmax(logits.float(), dim=-1).cpu().numpy())
+
+    # -- async API ------------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.encoder.start()
+        self.classifier.start()
+
+    async def aclose(self) -> None:
+        await self.encoder.aclose()
+        await self.classifier.aclose()
+        self.executor.shutdown(wait=True, cancel_futures=True)
+
+    async def __aenter__(self) -> ModelWorker:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def encode(self, image: np.ndarray | av.VideoFrame) -> asyncio.Future[torch.Tensor]:
+        """Queue one frame for encoding; returns the future of its feature (waits only for queue room)."""
+        return await self.encoder.submit(image)
+
+    async def classify(self, features: Sequence[torch.Tensor]) -> np.ndarray:
+        """Probabilities over ``info.labels`` for one window of features."""
+        return await self.classifier(features)
