@@ -1,11 +1,16 @@
-"""Model weights: a manifest of published files, and a local cache that only ever hands out verified bytes.
+"""Model weights cache: only ever hands out bytes whose sha256 was checked (the manifest lives in ``manifest.py``).
 
 Why so strict: a model file is code-adjacent (pickles) and silently wrong weights produce silently wrong
-labels, so nothing is returned unless its sha256 matches the manifest (or a digest the user pinned for a
-file they trust). Downloads stream to a temp file beside the target, hashing as they go, and are renamed
-into place only when the digest matches; a partial or bad file never sits under the real name. Hashing a
-600 MB file on every start would be slow, so a small JSON index remembers which (size, mtime, ctime,
-inode) was already verified; ``verify`` ignores that memory and re-hashes everything.
+labels, so nothing is returned unless its sha256 matches the manifest, or a digest pinned here. Downloads
+stream to a temp file beside the target, hashing as they go, and are renamed into place only when the
+digest matches; a partial or bad file never sits under the real name. Hashing a 600 MB file on every
+start would be slow, so a small JSON index remembers which (size, mtime, ctime, inode) was already
+verified; ``verify`` ignores that memory and re-hashes everything.
+
+Files published with only torchvision's 8-hex prefix (s3d) follow torchvision's own rule plus trust on
+first use: the first file seen (downloaded, imported or found in the cache) must start with the prefix,
+else it is refused and nothing is kept; its full digest is then pinned in the index and every later load
+checks the full digest. A warning says the file was checked against the prefix only.
 
 Layout: ``<home>/weights/<model>/<file>`` plus ``<home>/weights/index.json`` (verification memory, pinned
 digests, local checkpoints such as a user-trained CNN-LSTM that no manifest can describe).
@@ -20,7 +25,6 @@ import http.client
 import json
 import logging
 import os
-import re
 import sys
 import tempfile
 import threading
@@ -32,26 +36,21 @@ from pathlib import Path
 from typing import Any, Literal
 
 from . import __version__
-from .errors import ConfigError, HashMismatchError, ModelError, WeightsError, WeightsMissingError
+from .errors import HashMismatchError, ModelError, WeightsError, WeightsMissingError
+from .manifest import Manifest, ModelWeights, WeightsFile, default_manifest_path, is_file_name, is_model_name
+
+__all__ = [
+    "CHUNK_BYTES", "DEFAULT_TIMEOUT_S", "Expected", "Manifest", "ModelWeights", "ProgressCallback", "VerifyResult",
+    "VerifyStatus", "WeightStore", "WeightsFile", "WeightsRow", "default_home", "default_manifest_path",
+    "env_offline", "sha256_file",
+]
 
 ProgressCallback = Callable[[int, int | None], None]
 VerifyStatus = Literal["ok", "mismatch", "missing", "unpinned"]
 
 CHUNK_BYTES = 1 << 20
 DEFAULT_TIMEOUT_S = 20.0  # connect and per-read socket timeout; a stalled server fails, a slow one does not
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_HEX8 = re.compile(r"^[0-9a-f]{8}$")
-_MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
-_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 log = logging.getLogger(__name__)
-
-
-def default_manifest_path() -> Path:
-    """``$HAR_STREAM_MANIFEST`` or the repository's ``weights/manifest.json``."""
-    env = os.environ.get("HAR_STREAM_MANIFEST")
-    if env:
-        return Path(env).expanduser()
-    return Path(__file__).resolve().parents[1] / "weights" / "manifest.json"
 
 
 def default_home() -> Path:
@@ -73,86 +72,22 @@ def sha256_file(path: Path) -> str:
 
 
 @dataclass(frozen=True)
-class WeightsFile:
-    """One published file. ``sha256`` is None only where no full digest is published (see ``sha256_prefix``)."""
+class Expected:
+    """What a file's sha256 must be: a full digest (published, pinned or local), or only a published prefix."""
 
-    name: str
-    url: str
-    sha256: str | None
-    size: int | None
-    sha256_prefix: str | None = None
+    digest: str | None
+    prefix: str | None = None
+    pinned: bool = False  # ``digest`` was pinned here on first use, not published
 
+    def accepts(self, actual: str) -> bool:
+        if self.digest is not None:
+            return actual == self.digest
+        return self.prefix is not None and actual.startswith(self.prefix)
 
-@dataclass(frozen=True)
-class ModelWeights:
-    name: str
-    family: str
-    description: str
-    files: tuple[WeightsFile, ...]
-    source: str | None = None  # where the entry comes from (torchvision enum, HF repo@revision)
-
-    def file(self, name: str) -> WeightsFile | None:
-        return next((f for f in self.files if f.name == name), None)
-
-
-@dataclass(frozen=True)
-class Manifest:
-    path: Path
-    models: tuple[ModelWeights, ...]
-
-    @classmethod
-    def load(cls, path: Path | None = None) -> Manifest:
-        path = path or default_manifest_path()
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"weights manifest {path} does not exist; fix HAR_STREAM_MANIFEST or restore weights/manifest.json") from None
-        except (OSError, ValueError) as err:
-            raise ConfigError(f"weights manifest {path} is not readable JSON ({err}); restore it from the repository") from None
-        return cls.from_dict(data, path)
-
-    @classmethod
-    def from_dict(cls, data: Any, path: Path) -> Manifest:
-        def bad(why: str) -> ConfigError:
-            return ConfigError(f"weights manifest {path} is malformed: {why}; fix the entry or restore the file")
-
-        if not isinstance(data, dict) or data.get("version") != 1 or not isinstance(data.get("models"), dict):
-            raise bad('expected {"version": 1, "models": {...}}')
-        models = []
-        for name, entry in data["models"].items():
-            if not _MODEL_NAME.match(name) or not isinstance(entry, dict):
-                raise bad(f"model name {name!r} must be lower-case letters, digits, '.', '_' or '-'")
-            files = []
-            for raw in entry.get("files") or []:
-                if not isinstance(raw, dict):
-                    raise bad(f"{name}: each file must be an object with name, url, sha256 and size")
-                fname, url, sha, size, prefix = (raw.get(k) for k in ("name", "url", "sha256", "size", "sha256_prefix"))
-                if not isinstance(fname, str) or not _FILE_NAME.match(fname):
-                    raise bad(f"{name}: file name {fname!r} must be a plain file name")
-                if not isinstance(url, str) or not url.startswith(("https://", "http://")):
-                    raise bad(f"{name}/{fname}: url must be http(s)")
-                if sha is not None and not (isinstance(sha, str) and _HEX64.match(sha)):
-                    raise bad(f"{name}/{fname}: sha256 must be 64 lower-case hex digits or null")
-                if prefix is not None and not (isinstance(prefix, str) and _HEX8.match(prefix)):
-                    raise bad(f"{name}/{fname}: sha256_prefix must be 8 lower-case hex digits")
-                if sha is None and prefix is None:
-                    raise bad(f"{name}/{fname}: a file without sha256 needs a sha256_prefix")
-                if sha is not None and prefix is not None and not sha.startswith(prefix):
-                    raise bad(f"{name}/{fname}: sha256 does not start with its sha256_prefix {prefix}")
-                if size is not None and (not isinstance(size, int) or size < 0):
-                    raise bad(f"{name}/{fname}: size must be a byte count or null")
-                files.append(WeightsFile(fname, url, sha, size, prefix))
-            if not files or len({f.name for f in files}) != len(files):
-                raise bad(f"{name}: needs a non-empty list of files with distinct names")
-            models.append(ModelWeights(name, str(entry.get("family", "")), str(entry.get("description", "")),
-                                       tuple(files), entry.get("source")))
-        return cls(path, tuple(models))
-
-    def get(self, name: str) -> ModelWeights | None:
-        return next((m for m in self.models if m.name == name), None)
-
-    def names(self) -> tuple[str, ...]:
-        return tuple(m.name for m in self.models)
+    def describe(self) -> str:
+        if self.digest is None:
+            return f"a digest starting with the published prefix {self.prefix}"
+        return f"{self.digest} (pinned on first use)" if self.pinned else self.digest
 
 
 @dataclass(frozen=True)
@@ -160,8 +95,8 @@ class VerifyResult:
     model: str
     file: str
     path: Path
-    status: VerifyStatus
-    expected: str | None
+    status: VerifyStatus  # "unpinned": present, matches its published prefix, full digest not pinned yet
+    expected: str | None  # the full digest, or the published prefix of an unpinned file
     actual: str | None
 
 
@@ -175,13 +110,18 @@ class WeightsRow:
     size: int | None
     description: str
     status: Literal["cached", "partial", "missing"]
-    pinned: bool  # every file has a digest to check against
+    pinned: bool  # every file has a full digest to check against (published, or pinned on first use)
 
 
 def _combined_digest(pairs: list[tuple[str, str]]) -> str:
     """Identity of a multi-file model: sha256 over sorted ``name sha256`` lines."""
     text = "".join(f"{name} {sha}\n" for name, sha in sorted(pairs))
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _stat_record(st: os.stat_result, digest: str) -> dict[str, Any]:
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns, "ino": st.st_ino,
+            "sha256": digest}
 
 
 class WeightStore:
@@ -199,6 +139,11 @@ class WeightStore:
     # ---------------------------------------------------------------- index (verification memory, pins, local)
     @contextlib.contextmanager
     def _index(self, write: bool = False) -> Iterator[dict[str, Any]]:
+        """The index, under an inter-process lock; with ``write`` it is saved (atomically) unless the body raises.
+
+        Never nest a write inside another ``_index`` of the same store: ``flock`` on a second descriptor of
+        the lock file would wait on this process's own lock.
+        """
         path = self.root / "index.json"
         with self._lock:
             if not write and not path.exists():
@@ -213,7 +158,7 @@ class WeightStore:
                         data.update(json.loads(path.read_text(encoding="utf-8")))
                     except (OSError, ValueError) as err:
                         raise WeightsError(f"weights index {path} is unreadable ({err}); delete it, then re-import "
-                                           f"local checkpoints and re-pin files") from None
+                                           f"local checkpoints") from None
                 yield data
                 if write:
                     fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".index.", suffix=".tmp")
@@ -229,8 +174,7 @@ class WeightStore:
         st = stat or path.stat()
         try:
             with self._index(write=True) as idx:
-                idx["verified"][key] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns,
-                                        "ctime_ns": st.st_ctime_ns, "ino": st.st_ino, "sha256": digest}
+                idx["verified"][key] = _stat_record(st, digest)
         except OSError as err:
             log.debug("could not record the verification of %s: %s", path, err)
 
@@ -246,6 +190,29 @@ class WeightStore:
         digest = sha256_file(path)
         self._remember(key, path, digest, st)  # stat from before hashing: a concurrent edit forces a re-hash
         return digest
+
+    def _pin(self, model: ModelWeights, f: WeightsFile, final: Path, actual: str, *, staged: Path | None = None,
+             replace: bool = False) -> None:
+        """Pin the full digest of a prefix-only file (trust on first use), moving ``staged`` into place first.
+
+        Done in one index transaction, so of two processes pinning different bytes the second is refused
+        (unless ``replace``: an explicit ``import --pin``) and its file never lands under the real name.
+        """
+        key = f"{model.name}/{f.name}"
+        with self._index(write=True) as idx:
+            pinned = idx["pinned"].get(key)
+            if pinned is not None and pinned != actual and not replace:
+                raise HashMismatchError(
+                    f"{key} has sha256 {actual}, but {pinned} was pinned for it meanwhile; it was not used: run "
+                    f"`har-stream weights verify {model.name}` and compare the digests with a trusted source")
+            if staged is not None:
+                os.replace(staged, final)
+            idx["pinned"][key] = actual
+            idx["verified"][key] = _stat_record(final.stat(), actual)
+        if pinned != actual:
+            log.warning("%s: no full sha256 is published, so it was checked against the published prefix %s only; "
+                        "its sha256 %s is now pinned in %s and every later load checks it", key,
+                        f.sha256_prefix, actual, self.root / "index.json")
 
     # ---------------------------------------------------------------- models
     def _model(self, name: str) -> ModelWeights:
@@ -265,11 +232,12 @@ class WeightStore:
         with self._index() as idx:
             return tuple(sorted(idx["local"]))
 
-    def _expected(self, model: ModelWeights, f: WeightsFile) -> str | None:
+    def _expected(self, model: ModelWeights, f: WeightsFile) -> Expected:
         if f.sha256:
-            return f.sha256
+            return Expected(f.sha256, f.sha256_prefix)
         with self._index() as idx:
-            return idx["pinned"].get(f"{model.name}/{f.name}")
+            pinned = idx["pinned"].get(f"{model.name}/{f.name}")
+        return Expected(pinned, f.sha256_prefix, pinned=pinned is not None)
 
     def path(self, name: str, file: str) -> Path:
         """Where a file lives in the cache (it may not exist yet)."""
@@ -278,12 +246,6 @@ class WeightStore:
     def _import_hint(self, model: ModelWeights, pin: bool = False) -> str:
         target = f"/path/to/{model.files[0].name}" if len(model.files) == 1 else f"/path/to/{model.name}-dir"
         return f"`har-stream weights import {model.name} {target}{' --pin' if pin else ''}`"
-
-    def _unpinned_error(self, model: ModelWeights, f: WeightsFile) -> WeightsError:
-        return WeightsError(
-            f"weights {model.name}/{f.name} have no published full sha256 (only the prefix {f.sha256_prefix} from "
-            f"{f.url}), so they are not loaded until pinned: get the file from that URL, and if you trust it run "
-            f"{self._import_hint(model, pin=True)} to record its digest")
 
     # ---------------------------------------------------------------- public API
     def files(self, name: str, *, download: bool = True, progress: bool | None = None,
@@ -311,23 +273,20 @@ class WeightStore:
     def _fetch(self, name: str, *, download: bool, repair: bool, progress: bool | None,
                on_progress: ProgressCallback | None) -> dict[str, Path]:
         model = self._model(name)
-        expected = {}
-        for f in model.files:  # refuse before fetching anything, so no half-pulled model is left behind
-            digest = self._expected(model, f)
-            if digest is None:
-                raise self._unpinned_error(model, f)
-            expected[f.name] = digest
         out: dict[str, Path] = {}
         for f in model.files:
             path = self.path(model.name, f.name)
+            want = self._expected(model, f)
             if path.is_file():
                 actual = self._digest(f"{model.name}/{f.name}", path)
-                if actual == expected[f.name]:
+                if want.accepts(actual):
+                    if want.digest is None:  # found in the cache before any pin (index lost, copied by hand)
+                        self._pin(model, f, path, actual)
                     out[f.name] = path
                     continue
                 if not repair:
                     raise HashMismatchError(
-                        f"cached {model.name}/{f.name} ({path}) has sha256 {actual}, expected {expected[f.name]}; "
+                        f"cached {model.name}/{f.name} ({path}) has sha256 {actual}, expected {want.describe()}; "
                         f"it was not used: run `har-stream weights pull {model.name}` to replace it or "
                         f"{self._import_hint(model)}")
             if model.source == "local":
@@ -336,7 +295,7 @@ class WeightStore:
             if not download or self.offline:
                 why = "offline mode is on (HAR_STREAM_OFFLINE)" if self.offline else "downloads are disabled here"
                 raise self._missing_error(model, f, why)
-            self._download(model, f, path, expected[f.name], progress, on_progress)
+            self._download(model, f, path, want, progress, on_progress)
             out[f.name] = path
         return out
 
@@ -346,7 +305,7 @@ class WeightStore:
             f"from {f.url}: {why}; on a machine with internet run `har-stream weights pull {model.name}`, copy "
             f"them to this machine and run {self._import_hint(model)}")
 
-    def _download(self, model: ModelWeights, f: WeightsFile, path: Path, expected: str,
+    def _download(self, model: ModelWeights, f: WeightsFile, path: Path, want: Expected,
                   progress: bool | None, on_progress: ProgressCallback | None) -> None:
         request = urllib.request.Request(f.url, headers={"User-Agent": f"har-stream/{__version__}"})
         try:
@@ -386,12 +345,15 @@ class WeightStore:
             if length and length.isdigit() and done != int(length):
                 raise self._missing_error(model, f, f"the download ended after {done} of {length} bytes")
             actual = digest.hexdigest()
-            if actual != expected:
+            if not want.accepts(actual):
                 raise HashMismatchError(
-                    f"download of {model.name}/{f.name} from {f.url} has sha256 {actual}, expected {expected}; "
-                    f"the file was not used and nothing was kept in the cache")
-            os.replace(tmp, path)
-            self._remember(f"{model.name}/{f.name}", path, actual)
+                    f"download of {model.name}/{f.name} from {f.url} has sha256 {actual}, expected "
+                    f"{want.describe()}; the file was not used and nothing was kept in the cache")
+            if want.digest is None:
+                self._pin(model, f, path, actual, staged=tmp)
+            else:
+                os.replace(tmp, path)
+                self._remember(f"{model.name}/{f.name}", path, actual)
         finally:
             response.close()
             if bar is not None:
@@ -405,21 +367,24 @@ class WeightStore:
         for model in (self._model(n) for n in names):
             for f in model.files:
                 path = self.path(model.name, f.name)
-                expected = self._expected(model, f)
+                want = self._expected(model, f)
+                expected = want.digest or want.prefix
                 if not path.is_file():
                     results.append(VerifyResult(model.name, f.name, path, "missing", expected, None))
                     continue
                 actual = self._digest(f"{model.name}/{f.name}", path, trust_memory=False)
-                status: VerifyStatus = "unpinned" if expected is None else "ok" if actual == expected else "mismatch"
+                status: VerifyStatus = ("mismatch" if not want.accepts(actual)
+                                        else "unpinned" if want.digest is None else "ok")
                 results.append(VerifyResult(model.name, f.name, path, status, expected, actual))
         return results
 
     def import_file(self, name: str, source: Path, *, pin: bool = False) -> Path:
         """Copy a trusted local file (or, for multi-file models like ``clip``, a folder) into the cache.
 
-        Manifest models are hash-checked against the manifest and refused on mismatch; files without a
-        published digest need ``pin=True``, which records the digest (it must match the published prefix).
-        Any other name stores a local checkpoint and records its digest.
+        Manifest models are hash-checked and refused on mismatch. A file published with only a prefix must
+        start with it and has its full digest pinned (trust on first use); once pinned, a different file is
+        refused unless ``pin=True``, which replaces the pin (the prefix is still checked). Any other name
+        stores a local checkpoint and records its digest.
         """
         source = Path(source).expanduser()
         if not source.exists():
@@ -441,33 +406,35 @@ class WeightStore:
                 raise WeightsError(f"{source.name} is not one of the files of {name} "
                                    f"({', '.join(f.name for f in model.files)}); pass the folder that holds them")
             pairs = [(match, source)]
-        expected = {f.name: self._expected(model, f) for f, _ in pairs}
-        for f, _ in pairs:
-            if expected[f.name] is None and not pin:
-                raise self._unpinned_error(model, f)
         staged: list[tuple[WeightsFile, Path, str]] = []
         try:
             for f, src in pairs:
                 staged.append((f, *self._stage(src, self.root / name)))
             for f, _, actual in staged:
-                want = expected[f.name]
-                if want is not None and actual != want:
-                    raise HashMismatchError(f"{name}/{f.name} to import has sha256 {actual}, expected {want}; "
-                                            f"refused, nothing was imported: get the file from {f.url}")
-                if want is None and f.sha256_prefix and not actual.startswith(f.sha256_prefix):
-                    raise HashMismatchError(f"{name}/{f.name} to pin has sha256 {actual}, but its published name "
-                                            f"says it starts with {f.sha256_prefix}; refused, nothing was imported")
+                self._check_import(model, f, actual, pin)
             for f, tmp, actual in staged:
                 final = self.path(name, f.name)
-                os.replace(tmp, final)
-                self._remember(f"{name}/{f.name}", final, actual)
-                if expected[f.name] is None:
-                    with self._index(write=True) as idx:
-                        idx["pinned"][f"{name}/{f.name}"] = actual
+                if f.prefix_only:
+                    self._pin(model, f, final, actual, staged=tmp, replace=pin)
+                else:
+                    os.replace(tmp, final)
+                    self._remember(f"{name}/{f.name}", final, actual)
         finally:
             for _, tmp, _ in staged:
                 tmp.unlink(missing_ok=True)
         return self.path(name, model.files[0].name) if len(model.files) == 1 else self.root / name
+
+    def _check_import(self, model: ModelWeights, f: WeightsFile, actual: str, pin: bool) -> None:
+        want = self._expected(model, f)
+        if want.accepts(actual):
+            return
+        prefix_ok = f.sha256_prefix is not None and actual.startswith(f.sha256_prefix)
+        if pin and f.prefix_only and prefix_ok:
+            return  # an explicit re-pin of a prefix-only file
+        hint = (f"; if you trust this file instead, replace the pin with {self._import_hint(model, pin=True)}"
+                if want.pinned and prefix_ok else f": get the file from {f.url}")
+        raise HashMismatchError(f"{model.name}/{f.name} to import has sha256 {actual}, expected {want.describe()}; "
+                                f"refused, nothing was imported{hint}")
 
     def _stage(self, source: Path, folder: Path) -> tuple[Path, str]:
         """Copy ``source`` into a temp file in ``folder``, hashing the bytes actually copied."""
@@ -487,11 +454,11 @@ class WeightStore:
         return Path(tmp_name), digest.hexdigest()
 
     def _import_local(self, name: str, source: Path) -> Path:
-        if not _MODEL_NAME.match(name):
+        if not is_model_name(name):
             raise ModelError(f"{name!r} is not a usable weights name; use lower-case letters, digits, '.', '_' or '-'")
         if not source.is_file():
             raise WeightsError(f"{source} is not a file; a local checkpoint ({name}) is imported from one file")
-        fname = source.name if _FILE_NAME.match(source.name) else "checkpoint" + "".join(source.suffixes[-1:])
+        fname = source.name if is_file_name(source.name) else "checkpoint" + "".join(source.suffixes[-1:])
         tmp, digest = self._stage(source, self.root / name)
         try:
             final = self.path(name, fname)
@@ -519,19 +486,20 @@ class WeightStore:
             rows.append(WeightsRow(model.name, model.family, all(present),
                                    None if None in sizes else sum(s for s in sizes if s is not None),
                                    model.description, status,
-                                   all(self._expected(model, f) is not None for f in model.files)))
+                                   all(self._expected(model, f).digest is not None for f in model.files)))
         return rows
 
     def sha256_of(self, name: str) -> str | None:
         """Identity of a model's weights for results: the file's digest, or a combined digest for several files.
 
-        None when some file has no digest yet (unpinned) or the name is unknown.
+        None when some file has no full digest yet (published with a prefix only, not pinned) or the name
+        is unknown.
         """
         try:
             model = self._model(name)
         except ModelError:
             return None
-        pairs = [(f.name, self._expected(model, f)) for f in model.files]
+        pairs = [(f.name, self._expected(model, f).digest) for f in model.files]
         if any(sha is None for _, sha in pairs):
             return None
         if len(pairs) == 1:

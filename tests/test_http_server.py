@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import http.client
+import socket
 import subprocess
 import sys
 import urllib.error
@@ -87,3 +89,60 @@ def test_stop_closes_idle_keep_alive_connections(tmp_path: Path) -> None:
     server.stop()  # must not hang on, or leave behind, the handler thread waiting on this connection
     assert threading.active_count() < before
     conn.close()
+
+
+def _exchange(sock: socket.socket, request: str) -> tuple[int, dict[str, str], bytes]:
+    """Send one raw request on an open socket and read exactly one response from it."""
+    sock.sendall(request.encode("latin-1"))
+    response = http.client.HTTPResponse(sock, method=request.split(" ", 1)[0])
+    response.begin()
+    headers = {k.lower(): v for k, v in response.getheaders()}
+    return response.status, headers, response.read()
+
+
+def _closed_by_server(sock: socket.socket) -> bool:
+    """True when the server has closed its end (EOF); False when the socket stays open for more requests."""
+    sock.settimeout(0.3)
+    try:
+        return sock.recv(1) == b""
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        return True
+
+
+# (request, whether the server must close afterwards): clients that ask to close, HTTP/1.0 clients, errors.
+CONNECTION_CASES = [
+    ("GET /clip.bin HTTP/1.1\r\nHost: t\r\n\r\n", False),
+    ("GET /clip.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", True),
+    ("GET /clip.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=257-\r\nConnection: close\r\n\r\n", True),
+    ("HEAD /clip.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", True),
+    ("GET /missing.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", True),
+    ("GET /clip.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=99999-\r\nConnection: close\r\n\r\n", True),
+    ("GET /clip.bin HTTP/1.1\r\nHost: t\r\nConnection: Close, TE\r\nTE: trailers\r\n\r\n", True),
+    ("GET /clip.bin HTTP/1.0\r\n\r\n", True),
+    ("GET /clip.bin HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", False),
+]
+
+
+@pytest.mark.parametrize(("request_text", "closes"), CONNECTION_CASES,
+                         ids=["keep-alive", "close", "range+close", "head+close", "404+close", "416+close",
+                              "close-in-list", "http1.0", "http1.0-keep-alive"])
+def test_response_announces_whether_the_connection_closes(served: StaticServer, request_text: str,
+                                                          closes: bool) -> None:
+    """A server that closes without ``Connection: close`` makes FFmpeg send its next seek on a dead socket
+    (an mp4 with its index at the end then decodes 75 of 90 frames); one that closes an HTTP/1.0
+    keep-alive connection must say so too."""
+    with socket.create_connection((served.host, served.port), timeout=5) as sock:
+        status, headers, _ = _exchange(sock, request_text)
+        assert status in (200, 206, 404, 416)
+        announced = headers.get("connection", "").lower()
+        assert _closed_by_server(sock) is closes
+        assert announced == ("close" if closes else ("keep-alive" if "HTTP/1.0" in request_text else ""))
+        if not closes:  # a persistent connection really serves the next request, a seek, on the same socket
+            sock.settimeout(5)
+            status, headers, body = _exchange(sock, "GET /clip.bin HTTP/1.1\r\nHost: t\r\n"
+                                                    "Range: bytes=10000-\r\nConnection: close\r\n\r\n")
+            assert (status, body, headers["connection"]) == (206, BODY[10000:], "close")
+            assert _closed_by_server(sock)
+    assert served.count("/clip.bin", method=None) + served.count("/missing.bin") == (1 if closes else 2)

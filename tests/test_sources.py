@@ -198,9 +198,6 @@ async def test_direct_mp4_over_http_streams_with_range_requests(media: Media, se
     assert ranges and all(r and r.startswith("bytes=") for r in ranges)
 
 
-@pytest.mark.xfail(strict=True, reason="tests/helpers/http_server.py closes keep-alive connections without a "
-                   "'Connection: close' header; FFmpeg then re-sends its seek on the dead socket and loses the "
-                   "first packet (75 of 90 frames). Remove this mark once the helper sends that header.")
 async def test_direct_mp4_with_index_at_end_over_http(media: Media, server: StaticServer) -> None:
     _, frames, _ = await _read(server.url("clip.mp4"))
     assert len(frames) == FRAMES

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import socket
@@ -14,7 +15,8 @@ import pytest
 import torch
 
 from har_stream.errors import ConfigError, HashMismatchError, ModelError, WeightsError, WeightsMissingError
-from har_stream.weights import Manifest, WeightStore, default_manifest_path, sha256_file
+from har_stream.manifest import Manifest, default_manifest_path
+from har_stream.weights import WeightStore, sha256_file
 from tests.helpers.http_server import StaticServer
 
 
@@ -48,6 +50,21 @@ def closed_port_url(name: str) -> str:
 
 def leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def flip_a_byte_keeping_stat(path: Path) -> None:
+    """Corrupt ``path`` in place: same size, the old mtime put back (only ctime and the bytes change)."""
+    time.sleep(0.05)  # let the file's ctime move past the verified record's even on coarse-clock filesystems
+    st = path.stat()
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def pins(env: dict[str, Path]) -> dict[str, str]:
+    index = env["home"] / "weights" / "index.json"
+    return json.loads(index.read_text())["pinned"] if index.exists() else {}
 
 
 @pytest.fixture
@@ -100,12 +117,7 @@ def test_mismatched_download_is_refused_and_nothing_is_kept(tiny: dict, http_ser
 def test_file_corrupted_after_download_is_caught_and_pull_repairs_it(tiny: dict, http_server: StaticServer) -> None:
     store = WeightStore()
     store.files("tiny")
-    time.sleep(0.05)  # let the file's ctime move past the verified record's even on coarse-clock filesystems
-    st = tiny["cached"].stat()
-    data = bytearray(tiny["cached"].read_bytes())
-    data[len(data) // 2] ^= 0xFF  # same size, one flipped byte ...
-    tiny["cached"].write_bytes(bytes(data))
-    os.utime(tiny["cached"], ns=(st.st_atime_ns, st.st_mtime_ns))  # ... and the old mtime put back
+    flip_a_byte_keeping_stat(tiny["cached"])
 
     with pytest.raises(HashMismatchError, match="har-stream weights pull tiny"):
         WeightStore().files("tiny")
@@ -183,35 +195,135 @@ def test_download_false_does_not_fetch(tiny: dict, http_server: StaticServer) ->
     assert http_server.count() == 0
 
 
-def test_unpinned_file_is_refused_until_pinned(env: dict[str, Path], http_server: StaticServer) -> None:
+@pytest.fixture
+def prefix_only(env: dict[str, Path], http_server: StaticServer) -> dict:
+    """A served checkpoint ``pinme.pt`` whose manifest entry has no sha256, only the 8-hex published prefix."""
     sha = make_checkpoint(http_server.root / "pinme.pt", seed=3)
     write_manifest(env["manifest"], {"pinme": entry(http_server.url("pinme.pt"), "pinme.pt", None, prefix=sha[:8])})
+    return {"sha": sha, "cached": env["home"] / "weights" / "pinme" / "pinme.pt"}
+
+
+def test_prefix_only_file_is_pulled_checked_and_pinned_on_first_use(
+        prefix_only: dict, env: dict[str, Path], http_server: StaticServer, caplog: pytest.LogCaptureFixture) -> None:
     store = WeightStore()
-    with pytest.raises(WeightsError, match=r"har-stream weights import pinme \S+ --pin") as info:
-        store.files("pinme")
-    assert not isinstance(info.value, WeightsMissingError)
-    assert http_server.count() == 0  # refused before any download
-    assert store.sha256_of("pinme") is None
-    assert store.list()[0].pinned is False
+    assert store.sha256_of("pinme") is None and store.list()[0].pinned is False
+    with caplog.at_level(logging.WARNING, logger="har_stream.weights"):
+        assert store.pull("pinme") == {"pinme.pt": prefix_only["cached"]}
+    assert sha256_file(prefix_only["cached"]) == prefix_only["sha"]
+    assert http_server.count("/pinme.pt") == 1
+    assert leftovers(prefix_only["cached"].parent) == ["pinme.pt"]
+    assert pins(env) == {"pinme/pinme.pt": prefix_only["sha"]}
+    warning = " ".join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert f"published prefix {prefix_only['sha'][:8]} only" in warning and prefix_only["sha"] in warning
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="har_stream.weights"):
+        later = WeightStore()  # a new process: the pin comes from the index
+        assert later.files("pinme") == {"pinme.pt": prefix_only["cached"]}
+    assert not caplog.records  # pinned already: a full-digest check, no warning
+    assert later.sha256_of("pinme") == prefix_only["sha"] and later.list()[0].pinned is True
+    assert [r.status for r in later.verify()] == ["ok"]
+    assert http_server.count("/pinme.pt") == 1
+
+
+def test_after_pinning_a_modified_file_is_refused(prefix_only: dict, env: dict[str, Path],
+                                                  http_server: StaticServer) -> None:
+    WeightStore().files("pinme")
+    flip_a_byte_keeping_stat(prefix_only["cached"])
+    with pytest.raises(HashMismatchError, match=f"expected {prefix_only['sha']} \\(pinned on first use\\)"):
+        WeightStore().files("pinme")
+    assert [r.status for r in WeightStore().verify()] == ["mismatch"]
+
+    # The server now hands out other bytes: the repair download is checked against the pin, and refused.
+    http_server.serve_bytes("pinme.pt", b"a different checkpoint" * 50)
+    with pytest.raises(HashMismatchError, match=r"pinned on first use.*nothing was kept"):
+        WeightStore().pull("pinme")
+    assert pins(env) == {"pinme/pinme.pt": prefix_only["sha"]}  # the pin stays
+
+    del http_server.overrides["/pinme.pt"]
+    WeightStore().pull("pinme")  # the published bytes again: repaired
+    assert sha256_file(prefix_only["cached"]) == prefix_only["sha"]
+    assert WeightStore().files("pinme") == {"pinme.pt": prefix_only["cached"]}
+
+
+def test_wrong_prefix_download_is_refused_and_nothing_is_kept_or_pinned(
+        env: dict[str, Path], http_server: StaticServer) -> None:
+    sha = make_checkpoint(http_server.root / "pinme.pt", seed=3)
+    wrong = f"{(int(sha[:8], 16) + 1) % (1 << 32):08x}"
+    write_manifest(env["manifest"], {"pinme": entry(http_server.url("pinme.pt"), "pinme.pt", None, prefix=wrong)})
+    with pytest.raises(HashMismatchError) as info:
+        WeightStore().pull("pinme")
+    message = str(info.value)
+    assert f"starting with the published prefix {wrong}" in message and sha in message and "\n" not in message
+    assert leftovers(env["home"] / "weights" / "pinme") == []
+    assert pins(env) == {} and WeightStore().sha256_of("pinme") is None
+
+
+def test_cached_prefix_only_file_without_a_pin_is_checked_and_pinned(
+        prefix_only: dict, env: dict[str, Path], http_server: StaticServer) -> None:
+    """A file already in the cache when no pin exists (index deleted, or copied there by hand)."""
+    WeightStore().files("pinme")
+    (env["home"] / "weights" / "index.json").unlink()
+    assert WeightStore(offline=True).files("pinme") == {"pinme.pt": prefix_only["cached"]}
+    assert pins(env) == {"pinme/pinme.pt": prefix_only["sha"]}
+    assert http_server.count("/pinme.pt") == 1
+
+    (env["home"] / "weights" / "index.json").unlink()
+    prefix_only["cached"].write_bytes(b"not it")
+    with pytest.raises(HashMismatchError, match="published prefix"):
+        WeightStore(offline=True).files("pinme")
+    assert [r.status for r in WeightStore().verify()] == ["mismatch"]
+    assert pins(env) == {}
+
+
+def test_import_of_a_prefix_only_file_checks_the_prefix_and_pins(prefix_only: dict, env: dict[str, Path],
+                                                                 http_server: StaticServer) -> None:
+    store = WeightStore(offline=True)
+    other = env["src"] / "other.pt"
+    make_checkpoint(other, seed=4)
+    with pytest.raises(HashMismatchError, match=f"published prefix {prefix_only['sha'][:8]}"):
+        store.import_file("pinme", other)
+    assert leftovers(prefix_only["cached"].parent) == [] and pins(env) == {}
 
     trusted = env["src"] / "pinme.pt"
     make_checkpoint(trusted, seed=3)
-    with pytest.raises(WeightsError, match="--pin"):
+    assert store.import_file("pinme", trusted) == prefix_only["cached"]
+    assert pins(env) == {"pinme/pinme.pt": prefix_only["sha"]}
+    assert store.sha256_of("pinme") == prefix_only["sha"]
+    assert WeightStore(offline=True).files("pinme") == {"pinme.pt": prefix_only["cached"]}
+    assert http_server.count() == 0
+
+
+def test_import_pin_replaces_a_pin_only_for_a_file_with_the_published_prefix(
+        prefix_only: dict, env: dict[str, Path]) -> None:
+    """A pin recorded earlier for other bytes with the same prefix: plain import refuses, ``pin=True`` re-pins."""
+    old_pin = prefix_only["sha"][:8] + "0" * 56
+    (env["home"] / "weights").mkdir(parents=True)
+    (env["home"] / "weights" / "index.json").write_text(json.dumps({"pinned": {"pinme/pinme.pt": old_pin}}))
+    trusted = env["src"] / "pinme.pt"
+    make_checkpoint(trusted, seed=3)
+    store = WeightStore(offline=True)
+    with pytest.raises(HashMismatchError, match=r"pinned on first use.*har-stream weights import pinme \S+ --pin"):
         store.import_file("pinme", trusted)
-    assert store.import_file("pinme", trusted, pin=True).is_file()
-    assert store.sha256_of("pinme") == sha
-    assert WeightStore().files("pinme", download=False) == {"pinme.pt": env["home"] / "weights" / "pinme" / "pinme.pt"}
-    assert [r.status for r in store.verify()] == ["ok"]
+    assert pins(env) == {"pinme/pinme.pt": old_pin}
 
-
-def test_pin_must_match_the_published_prefix(env: dict[str, Path], http_server: StaticServer) -> None:
-    write_manifest(env["manifest"], {"pinme": entry(http_server.url("pinme.pt"), "pinme.pt", None, prefix="00000000")})
     other = env["src"] / "other.pt"
     make_checkpoint(other, seed=4)
-    with pytest.raises(HashMismatchError, match="00000000"):
-        WeightStore().import_file("pinme", other, pin=True)
-    assert WeightStore().sha256_of("pinme") is None
-    assert leftovers(env["home"] / "weights" / "pinme") == []
+    with pytest.raises(HashMismatchError, match="refused"):
+        store.import_file("pinme", other, pin=True)  # --pin never skips the prefix check
+    assert pins(env) == {"pinme/pinme.pt": old_pin}
+
+    assert store.import_file("pinme", trusted, pin=True) == prefix_only["cached"]
+    assert pins(env) == {"pinme/pinme.pt": prefix_only["sha"]}
+    assert store.files("pinme") == {"pinme.pt": prefix_only["cached"]}
+
+
+def test_pin_never_overrides_a_published_digest(tiny: dict, env: dict[str, Path]) -> None:
+    other = env["src"] / "other.pt"
+    make_checkpoint(other, seed=4)
+    with pytest.raises(HashMismatchError, match="refused"):
+        WeightStore().import_file("tiny", other, pin=True)
+    assert leftovers(tiny["cached"].parent) == [] and pins(env) == {}
 
 
 def test_multi_file_model_imports_a_folder_all_or_nothing(env: dict[str, Path], http_server: StaticServer) -> None:
@@ -278,6 +390,14 @@ def test_unknown_model_is_a_model_error(env: dict[str, Path]) -> None:
     assert WeightStore().sha256_of("nope") is None
 
 
+def test_manifest_names_stay_importable_from_weights() -> None:
+    import har_stream.manifest as manifest
+    import har_stream.weights as weights
+
+    for name in ("Manifest", "ModelWeights", "WeightsFile", "default_manifest_path"):
+        assert getattr(weights, name) is getattr(manifest, name)
+
+
 @pytest.mark.parametrize("bad", [
     {"version": 2, "models": {}},
     {"version": 1, "models": {"x": entry("https://h/a.pt", "../a.pt", "0" * 64)}},
@@ -319,17 +439,15 @@ def test_real_manifest_has_the_expected_models_with_https_urls() -> None:
             assert f.sha256 is not None or (f.sha256_prefix and re.fullmatch(r"[0-9a-f]{8}", f.sha256_prefix))
 
 
-def test_real_manifest_unpinned_entries_are_refused(tmp_path: Path) -> None:
+def test_real_manifest_entries_offline_name_the_import_command(tmp_path: Path) -> None:
+    """Every entry, s3d (prefix only) included, is usable: offline and uncached, each names how to import it."""
     store = WeightStore(home=tmp_path, manifest=REAL, offline=True)
     for model in REAL.models:
-        if any(f.sha256 is None for f in model.files):
-            with pytest.raises(WeightsError, match="--pin"):
-                store.files(model.name)
-            assert store.sha256_of(model.name) is None
-        else:
-            with pytest.raises(WeightsMissingError, match=f"har-stream weights import {model.name} "):
-                store.files(model.name)
-            assert store.sha256_of(model.name) is not None
+        with pytest.raises(WeightsMissingError, match=f"har-stream weights import {model.name} "):
+            store.files(model.name)
+        prefix_only = any(f.prefix_only for f in model.files)
+        assert (store.sha256_of(model.name) is None) is prefix_only, model.name
+    assert [m.name for m in REAL.models if any(f.prefix_only for f in m.files)] == ["s3d"]
 
 
 def test_real_manifest_matches_torchvision_urls_and_filename_prefixes() -> None:

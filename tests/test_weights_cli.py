@@ -49,7 +49,8 @@ def test_list_pull_verify(cli_env: dict, http_server: StaticServer) -> None:
     env = cli_env["env"]
     listed = run(env, "list")
     assert listed.returncode == 0, listed.stderr
-    assert "tiny" in listed.stdout and "missing" in listed.stdout and "unpinned" in listed.stdout
+    assert "tiny" in listed.stdout and "missing" in listed.stdout
+    assert "(sha256 prefix only)" in next(line for line in listed.stdout.splitlines() if line.startswith("pinme "))
 
     pulled = run(env, "pull", "tiny")
     assert pulled.returncode == 0, pulled.stderr
@@ -97,17 +98,40 @@ def test_offline_pull_fails_with_the_import_command_then_import_works(cli_env: d
     assert http_server.count() == 0
 
 
-def test_import_pin_and_local_checkpoint(cli_env: dict, http_server: StaticServer) -> None:
+def test_prefix_only_pull_warns_pins_and_later_checks_the_full_digest(cli_env: dict, http_server: StaticServer) -> None:
     env = cli_env["env"]
+    pulled = run(env, "pull", "pinme")
+    assert pulled.returncode == 0, pulled.stderr
+    assert f"published prefix {cli_env['pin_sha'][:8]} only" in pulled.stderr and cli_env["pin_sha"] in pulled.stderr
+    assert "WARNING" in pulled.stderr and pulled.stdout.startswith("pinme/pinme.pt: ok")
+    cached = cli_env["home"] / "weights" / "pinme" / "pinme.pt"
+    assert sha256_file(cached) == cli_env["pin_sha"]
+
+    again = run(env, "pull", "pinme")
+    assert again.returncode == 0 and "prefix" not in again.stderr  # pinned: no new warning, no new download
+    assert http_server.count("/pinme.pt") == 1
+
+    with open(cached, "ab") as handle:
+        handle.write(b"bit rot")
+    verified = run(env, "verify", "pinme")
+    assert verified.returncode == HashMismatchError.exit_code and cli_env["pin_sha"] in verified.stderr
+
+
+def test_import_prefix_only_file_and_local_checkpoint(cli_env: dict, http_server: StaticServer) -> None:
+    env = {**cli_env["env"], "HAR_STREAM_OFFLINE": "1"}
+    wrong = cli_env["tmp"] / "wrong.pt"
+    wrong.write_bytes(b"not the published checkpoint")
+    refused = run(env, "import", "pinme", str(wrong))
+    assert refused.returncode == HashMismatchError.exit_code
+    assert f"published prefix {cli_env['pin_sha'][:8]}" in refused.stderr and "refused" in refused.stderr
+
     trusted = cli_env["tmp"] / "pinme.pt"
     trusted.write_bytes((http_server.root / "pinme.pt").read_bytes())
-    assert run(env, "pull", "pinme").returncode == WeightsError.exit_code
-    unpinned = run(env, "import", "pinme", str(trusted))
-    assert unpinned.returncode == WeightsError.exit_code and "--pin" in unpinned.stderr
-    pinned = run(env, "import", "pinme", str(trusted), "--pin")
-    assert pinned.returncode == 0, pinned.stderr
-    assert cli_env["pin_sha"] in pinned.stdout
-    assert run(env, "pull", "pinme").returncode == 0  # pinned and cached: nothing to fetch
+    imported = run(env, "import", "pinme", str(trusted))
+    assert imported.returncode == 0, imported.stderr
+    assert cli_env["pin_sha"] in imported.stdout and "prefix only" in imported.stdout
+    assert "prefix" in imported.stderr  # the same warning as a first pull
+    assert sha256_file(cli_env["home"] / "weights" / "pinme" / "pinme.pt") == cli_env["pin_sha"]
     assert http_server.count() == 0
 
     checkpoint = cli_env["tmp"] / "trained.pt"
@@ -115,7 +139,6 @@ def test_import_pin_and_local_checkpoint(cli_env: dict, http_server: StaticServe
     local = run(env, "import", "cnn-lstm", str(checkpoint))
     assert local.returncode == 0, local.stderr
     assert "local checkpoint" in local.stdout
-    assert "cnn-lstm" in run(env, "list").stdout
 
 
 def test_error_exit_codes(cli_env: dict) -> None:

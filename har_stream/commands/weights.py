@@ -1,7 +1,8 @@
 """``har-stream weights list|pull|verify|import``: look after the verified weights cache.
 
 Thin over ``WeightStore``: every failure is a ``WeightsError``/``ModelError`` that ``cli.py`` prints as one
-line; ``verify`` prints its table and exits non-zero when any cached file fails its hash.
+line; ``verify`` prints its table and exits non-zero when any cached file fails its hash. A file published
+with only a sha256 prefix is pinned on first use; the store logs that warning, which ``cli.py`` shows.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     p.add_argument("name", metavar="NAME")
     p.add_argument("source", type=Path, metavar="FILE")
     p.add_argument("--pin", action="store_true",
-                   help="record the digest of a file you trust when the manifest has no full sha256 for it")
+                   help="replace the digest pinned for a file published with only a sha256 prefix "
+                        "(the prefix is still checked; files with a published sha256 ignore this)")
     p.set_defaults(func=_import)
 
 
@@ -68,7 +70,8 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def _list(args: argparse.Namespace) -> int:
     store = _store(args)
-    rows = [(r.name, r.family, r.status if r.pinned else f"{r.status} (unpinned)", _size(r.size), r.description)
+    rows = [(r.name, r.family, r.status if r.pinned else f"{r.status} (sha256 prefix only)", _size(r.size),
+             r.description)
             for r in store.list()]
     print(_table(("NAME", "FAMILY", "STATUS", "SIZE", "DESCRIPTION"), rows))
     print(f"\ncache: {store.root}", file=sys.stderr)
@@ -105,8 +108,8 @@ def _import(args: argparse.Namespace) -> int:
     digest = store.sha256_of(args.name)
     if model is None:
         kind = "stored as a local checkpoint (not in the manifest)"
-    elif any(f.sha256 is None for f in model.files):
-        kind = "digest pinned (the manifest publishes none)"
+    elif any(f.prefix_only for f in model.files):
+        kind = "checked against the published sha256 prefix only, full digest pinned"
     else:
         kind = "verified against the manifest"
     print(f"{args.name}: imported to {path}; {kind}; sha256 {digest}")

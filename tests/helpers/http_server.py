@@ -10,6 +10,10 @@ as "the second call did not download again".
         ...
         assert server.count("/clip.mp4") == 1
 
+Connections are persistent (HTTP/1.1 keep-alive) unless the client asks otherwise; every response after
+which the server closes the connection says ``Connection: close``, because clients such as FFmpeg reuse a
+socket the server did not announce closing and lose the next (seek) request on it.
+
 Run as a script to serve a folder from a separate process: ``python tests/helpers/http_server.py DIR``.
 """
 
@@ -54,6 +58,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve(send_body=True)
 
     def _serve(self, send_body: bool) -> None:
+        if "close" in _connection_tokens(self.headers.get_all("Connection", [])):
+            self.close_connection = True  # the stdlib only honours an exact "close", not "close, TE"
         path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path)
         self.server.owner._record(RequestRecord(self.command, path, self.headers.get("Range")))
         body = self.server.owner.overrides.get(path)
@@ -91,7 +97,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Accept-Ranges", "bytes")
         if status == 206:
             self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
-        self.end_headers()
+        self._end_headers()
         if not send_body or length == 0:
             return
         try:
@@ -116,7 +122,24 @@ class _Handler(BaseHTTPRequestHandler):
         for key, value in (headers or {}).items():
             self.send_header(key, value)
         self.send_header("Content-Length", "0")
+        self._end_headers()
+
+    def _end_headers(self) -> None:
+        """Announce what happens to the connection after this response, then end the headers.
+
+        A server that closes silently leaves a keep-alive client (FFmpeg seeking in an mp4) to send its
+        next request on a dead socket; an HTTP/1.0 client assumes a close unless told ``keep-alive``.
+        """
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        elif self.request_version == "HTTP/1.0":
+            self.send_header("Connection", "keep-alive")
         self.end_headers()
+
+
+def _connection_tokens(values: list[str]) -> set[str]:
+    """The options of all ``Connection`` headers, lower-cased (the header is a comma-separated list)."""
+    return {token.strip().lower() for value in values for token in value.split(",") if token.strip()}
 
 
 class _Server(ThreadingHTTPServer):
