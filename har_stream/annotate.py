@@ -23,6 +23,7 @@ from av.video.reformatter import VideoReformatter
 from PIL import Image, ImageDraw, ImageFont
 
 from .errors import HarStreamError, InputError, NotVideoError
+from .fileutil import publish
 from .export import label_color
 from .types import Segment, TimelineEntry
 
@@ -258,7 +259,7 @@ def write_annotated_video(
     tmp = Path(tmp_name)
     try:
         _annotate(src, tmp, segments, timeline, progress)
-        os.replace(tmp, out_path)
+        publish(tmp, out_path)
     except HarStreamError:
         tmp.unlink(missing_ok=True)
         raise

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError
+from .fileutil import publish
 from .types import AnalysisResult, ModelRef, Prediction, Segment, TimelineEntry
 
 TOPK_COLUMNS = 5
@@ -40,7 +41,7 @@ def _atomic_write_text(path: Path, text: str, *, newline: str | None = None) -> 
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
