@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Set up (scripts/setup.sh), then start the main job. Arguments go to the job:
+#
+#   scripts/start.sh                           analyse a synthetic sample clip with the default model
+#   scripts/start.sh path/to/video.mp4         analyse that file (or URL) instead
+#   scripts/start.sh --model my.pt             options of `har-stream analyse` pass through
+#
+# Until the server lands the main job is `har-stream analyse`; the server issue switches JOB below to serve.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+JOB=analyse  # the main job: analyse | serve
+
+scripts/setup.sh
+HAR="$ROOT/.venv/bin/har-stream"
+
+has_input() {  # does the command line name an input (a positional argument of `har-stream analyse`)?
+    local arg
+    while (($#)); do
+        arg="$1"; shift
+        case "$arg" in
+            --) return 0 ;;                      # whatever follows is positional
+            -h|--help|--*=*) ;;                  # no separate value
+            -*) (($#)) && shift ;;               # every other analyse option takes one value
+            *) return 0 ;;
+        esac
+    done
+    return 1
+}
+
+sample_clip() {  # an 8 s synthetic motion clip (a square moves left, holds still, moves up, moves right), made once and kept beside the weights cache
+    local dir="${HAR_STREAM_HOME:-$HOME/.cache/har-stream}/samples"
+    mkdir -p "$dir" 2>/dev/null && [[ -w "$dir" ]] || dir="$(mktemp -d "${TMPDIR:-/tmp}/har-stream-sample.XXXXXX")"
+    local clip="$dir/motion-sample.mp4"
+    if [[ ! -s "$clip" ]]; then
+        echo "start: writing a synthetic sample clip to $clip" >&2
+        "$ROOT/.venv/bin/python" -c '
+import os, sys
+from pathlib import Path
+from har_stream.synthetic import write_motion_clip
+clip = Path(sys.argv[1])
+tmp = clip.with_name(f".{clip.name}.{os.getpid()}.mp4")
+script = [("moving left", 2.0), ("holding still", 2.0), ("moving up", 2.0), ("moving right", 2.0)]
+write_motion_clip(tmp, script, width=320, height=240, fps=15.0, speed=0.35, seed=1, start=(0.78, 0.72))
+os.replace(tmp, clip)
+' "$clip"
+    fi
+    printf '%s' "$clip"
+}
+
+run_analyse() {
+    local args=("$@") rc=0
+    if ! has_input "$@"; then
+        args=("$(sample_clip)" "$@")
+    fi
+    "$HAR" analyse "${args[@]}" || rc=$?
+    if [[ $rc -eq 6 ]]; then  # WeightsError: the line above says what to do; this says where to read more
+        echo "start: see README.md, section Weights (\`.venv/bin/har-stream weights list\` shows the cache)" >&2
+    fi
+    return "$rc"
+}
+
+case "$JOB" in
+    analyse) run_analyse "$@" ;;
+    serve) exec "$HAR" serve "$@" ;;
+    *) echo "start: unknown JOB $JOB" >&2; exit 2 ;;
+esac
