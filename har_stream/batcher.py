@@ -60,10 +60,13 @@ class DynamicBatcher(Generic[In, Out]):
 
     async def submit(self, item: In) -> asyncio.Future[Out]:
         """Enqueue one item (waiting for room: policy ``block``) and return the future of its output."""
-        if self._task is None or self._task.done():
+        task = self._task
+        if task is None or task.done():
             raise RuntimeError(f"batcher {self.name} is not running")
         fut: asyncio.Future[Out] = asyncio.get_running_loop().create_future()
         await self._queue.put((item, fut))
+        if self._task is not task:  # closed while we waited for room: nobody would ever serve this
+            self._cancel_queued()
         return fut
 
     async def __call__(self, item: In) -> Out:
@@ -72,19 +75,24 @@ class DynamicBatcher(Generic[In, Out]):
     async def _collect(self) -> list[tuple[In, asyncio.Future[Out]]]:
         batch = [await self._queue.get()]
         deadline = time.monotonic() + self.max_wait
-        while len(batch) < self.max_batch:
-            try:
-                batch.append(self._queue.get_nowait())
-                continue
-            except asyncio.QueueEmpty:
-                pass
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                batch.append(await asyncio.wait_for(self._queue.get(), remaining))
-            except TimeoutError:
-                break
+        try:
+            while len(batch) < self.max_batch:
+                try:
+                    batch.append(self._queue.get_nowait())
+                    continue
+                except asyncio.QueueEmpty:
+                    pass
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+                except TimeoutError:
+                    break
+        except asyncio.CancelledError:  # closed while waiting for company: these left the queue, so
+            for _, fut in batch:        # aclose's drain cannot see them; their callers must not wait forever
+                fut.cancel()
+            raise
         return batch
 
     async def _run(self) -> None:
@@ -125,6 +133,9 @@ class DynamicBatcher(Generic[In, Out]):
                 await task
             except asyncio.CancelledError:
                 pass
+        self._cancel_queued()
+
+    def _cancel_queued(self) -> None:
         while not self._queue.empty():
             _, fut = self._queue.get_nowait()
             fut.cancel()

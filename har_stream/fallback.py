@@ -48,8 +48,10 @@ class ClipFallback:
         return await self.worker.classify(features)
 
     def forget(self, stream: str) -> None:
-        """Free a finished stream's cached embeddings."""
-        self._caches.pop(stream, None)
+        """Free a finished stream's cached embeddings, cancelling those not computed yet."""
+        for fut in self._caches.pop(stream, {}).values():
+            if not fut.done():
+                fut.cancel()
 
     @property
     def streams_cached(self) -> int:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
+from .errors import ConfigError
 from .fallback import ClipFallback
 from .ring_buffer import FrameSlot
 from .scheduler import Window, WindowScheduler
@@ -27,6 +28,7 @@ from .worker import ModelWorker
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 Policy = Literal["block", "drop_oldest"]
 EventSink = Callable[[LabelEvent, np.ndarray], None]
 
@@ -41,6 +43,14 @@ class StreamSettings:
     live: bool = False
     window_queue: int = 8
     fallback_queue: int = 8
+
+    def __post_init__(self) -> None:
+        if self.window < 1:
+            raise ConfigError(f"--window must be at least 1 (got {self.window})")
+        if self.stride < 1:
+            raise ConfigError(f"--stride must be at least 1 (got {self.stride})")
+        if self.fps is not None and self.fps <= 0:
+            raise ConfigError(f"--fps must be positive (got {self.fps})")
 
     @property
     def policy(self) -> Policy:
@@ -92,6 +102,11 @@ class StreamPipeline:
         self.first_window_at: float | None = None
 
     @property
+    def primary_source(self) -> Literal["model", "clip"]:
+        """CLIP as the primary model (open vocabulary) is still CLIP deciding."""
+        return "clip" if self.worker.info.family == "clip" else "model"
+
+    @property
     def sample_fps(self) -> float:
         return self.settings.fps or self.worker.info.fps
 
@@ -101,6 +116,10 @@ class StreamPipeline:
         windows: asyncio.Queue[Window | None] = asyncio.Queue(self.settings.window_queue)
         refine: asyncio.Queue[Window | None] = asyncio.Queue(self.settings.fallback_queue)
         keep_frames = self.fallback is not None
+        # Encode requests not answered yet. The ring only holds the last ``window`` frames, but the source may
+        # run ahead of the shared worker by more than that (queued windows), so on failure or cancellation
+        # these are cancelled too: a dead stream must not keep the worker busy with its frames.
+        in_flight: set[asyncio.Future[Any]] = set()
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._classify_loop(windows, refine), name=f"{self.name}-classify")
@@ -108,6 +127,9 @@ class StreamPipeline:
                     tg.create_task(self._fallback_loop(refine), name=f"{self.name}-fallback")
                 async for frame in self.source.frames():
                     feature = await self.worker.encode(frame.image)
+                    if not feature.done():
+                        in_flight.add(feature)
+                        feature.add_done_callback(in_flight.discard)
                     slot = FrameSlot(self.stats.frames, frame.pts, frame.arrival, feature,
                                      frame.frame if keep_frames else None)
                     self.stats.frames += 1
@@ -120,6 +142,8 @@ class StreamPipeline:
         except* Exception as group:
             raise group.exceptions[0] from None
         finally:
+            for feature in tuple(in_flight):
+                feature.cancel()
             scheduler.ring.clear()
             if self.fallback is not None:
                 self.fallback.forget(self.name)
@@ -127,9 +151,9 @@ class StreamPipeline:
     async def _classify_loop(self, windows: asyncio.Queue[Window | None],
                              refine: asyncio.Queue[Window | None]) -> None:
         while (window := await windows.get()) is not None:
-            features = await asyncio.gather(*(s.feature for s in window.slots))
-            probs = await self.worker.classify(features)
-            prediction = top_prediction(probs, self.labels, "model")
+            features = await self._answer(asyncio.gather(*(s.feature for s in window.slots)))
+            probs = await self._answer(self.worker.classify(features))
+            prediction = top_prediction(probs, self.labels, self.primary_source)
             smoothed, _ = self.smoother.update(probs)
             self.stats.windows += 1
             self._emit(window, prediction, smoothed, probs, refines=None)
@@ -140,10 +164,26 @@ class StreamPipeline:
     async def _fallback_loop(self, refine: asyncio.Queue[Window | None]) -> None:
         assert self.fallback is not None
         while (window := await refine.get()) is not None:
-            probs = await self.fallback.refine(self.name, window)
+            probs = await self._answer(self.fallback.refine(self.name, window))
             prediction = top_prediction(probs, self.labels, "clip")
             self.stats.refined += 1
             self._emit(window, prediction, prediction.label, probs, refines=window.index)
+
+    async def _answer(self, pending: Awaitable[T]) -> T:
+        """Await a worker's answer; a worker stopped under a running stream fails the stream, never hangs it.
+
+        A worker that is closed cancels its pending futures, so ``CancelledError`` reaches this loop although
+        nobody cancelled the loop. ``TaskGroup`` takes that for a quiet exit, and the other loop would then
+        wait forever on a full queue; a ``RuntimeError`` makes ``run()`` stop and say why instead.
+        """
+        try:
+            return await pending
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            raise RuntimeError(f"stream {self.name}: a model worker was stopped while the stream was still "
+                               "running; stop streams before their workers") from None
 
     def _emit(self, window: Window, prediction: Prediction, smoothed: str, probs: np.ndarray,
               refines: int | None) -> None:

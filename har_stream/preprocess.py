@@ -15,11 +15,15 @@ from .models.base import ModelInfo, Size
 
 
 def resized_size(width: int, height: int, resize: int | Size) -> tuple[int, int]:
-    """(w, h) after torchvision-style resize: an int sets the short side, a pair sets (h, w) exactly."""
+    """(w, h) after torchvision-style resize: an int sets the short side, a pair sets (h, w) exactly.
+
+    The long side is truncated, not rounded, exactly as torchvision's ``Resize`` and transformers' CLIP
+    image processor do, so the crop sees the same pixels the model was trained on.
+    """
     if isinstance(resize, int):
         if width <= height:
-            return resize, max(1, round(height * resize / width))
-        return max(1, round(width * resize / height)), resize
+            return resize, max(1, int(height * resize / width))
+        return max(1, int(width * resize / height)), resize
     return int(resize[1]), int(resize[0])
 
 
@@ -43,8 +47,9 @@ class FramePreparer:
                                          interpolation=self._interp).to_ndarray()
         top, left = (h - ch) // 2, (w - cw) // 2
         out = rgb[top:top + ch, left:left + cw]
-        if out.shape[:2] != self.crop:  # source smaller than the crop: pad, never crash
+        if out.shape[:2] != self.crop:  # smaller than the crop: centre it on black, as CenterCrop does
             padded = np.zeros((*self.crop, 3), dtype=np.uint8)
-            padded[: out.shape[0], : out.shape[1]] = out
+            pt, pl = (self.crop[0] - ch) // 2, (self.crop[1] - cw) // 2
+            padded[pt:pt + ch, pl:pl + cw] = out
             out = padded
         return np.ascontiguousarray(out)

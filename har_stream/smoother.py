@@ -59,7 +59,11 @@ def build_timeline(segments: Sequence[Segment], probs: np.ndarray, labels: Seque
     smoothed = centred_average(np.asarray(probs, dtype=np.float32), history)
     best = smoothed.argmax(axis=1)
     centres = [(s.start + s.end) / 2 for s in segments]
-    edges = [0.0] + [(a + b) / 2 for a, b in zip(centres, centres[1:])] + [max(duration, segments[-1].end)]
+    # The media's end closes the last action, even where the last window's end overshoots it (its last frame
+    # is given a whole sampling step). A duration before the last window's centre is bogus metadata: the
+    # windows themselves show the media lasts at least to the last window's end.
+    end = duration if duration >= centres[-1] else segments[-1].end
+    edges = [0.0] + [(a + b) / 2 for a, b in zip(centres, centres[1:])] + [end]
     entries: list[TimelineEntry] = []
     run_start, run_conf = 0, [float(smoothed[0, best[0]])]
     for i in range(1, len(segments) + 1):

@@ -63,7 +63,8 @@ class ModelWorker:
     async def aclose(self) -> None:
         await self.encoder.aclose()
         await self.classifier.aclose()
-        self.executor.shutdown(wait=True, cancel_futures=True)
+        # The batch already running must finish before the model can go; wait for it off the loop.
+        await asyncio.to_thread(self.executor.shutdown, wait=True, cancel_futures=True)
 
     async def __aenter__(self) -> ModelWorker:
         self.start()

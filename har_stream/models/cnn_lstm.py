@@ -200,19 +200,36 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many kinds for a non-checkpoint file
         raise ModelError(f"{path} is not a readable PyTorch checkpoint ({type(err).__name__}); "
-                         "pass a file written by `har-stream train`") from None
+                         "pass a checkpoint written by har-stream's CNN-LSTM trainer") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise ModelError(f"{path} is not a har-stream CNN-LSTM checkpoint (no '{CHECKPOINT_FORMAT}' header)")
     return payload
 
 
+def _state_dict_problem(err: RuntimeError) -> str:
+    """The first concrete complaint of ``load_state_dict`` (its first line is only a generic header)."""
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    details = lines[1:] or lines or ["unknown mismatch"]
+    more = f" and {len(details) - 1} more" if len(details) > 1 else ""
+    return details[0].rstrip(".")[:300] + more
+
+
 def load_cnn_lstm(path: Path, device: torch.device, *, name: str = "cnn-lstm") -> CnnLstmModel:
     payload = read_checkpoint(path)
-    cfg = CnnLstmConfig.from_dict(payload["config"])
-    net = CnnLstmNet(cfg)
+    config, state = payload.get("config"), payload.get("state_dict")
+    if not isinstance(config, dict) or not isinstance(state, dict):
+        raise ModelError(f"{path} is a damaged CNN-LSTM checkpoint (no config or state_dict); "
+                         "use an intact copy or retrain the model")
     try:
-        net.load_state_dict(payload["state_dict"])
+        net = CnnLstmNet(CnnLstmConfig.from_dict(config))
+    except ModelError as err:
+        raise ModelError(f"{path}: {err}") from None
+    except (TypeError, ValueError) as err:
+        raise ModelError(f"{path}: its config cannot build a CNN-LSTM ({err}); "
+                         "use an intact copy or retrain the model") from None
+    try:
+        net.load_state_dict(state)
     except RuntimeError as err:
-        first = str(err).strip().splitlines()[0]
-        raise ModelError(f"{path}: weights do not fit the CNN-LSTM config ({first})") from None
+        raise ModelError(f"{path}: weights do not fit the CNN-LSTM config ({_state_dict_problem(err)}); "
+                         "the file is damaged or was edited: use an intact copy or retrain") from None
     return CnnLstmModel(net, device, weights_sha256=file_sha256(path), name=name)
