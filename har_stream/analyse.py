@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -106,8 +106,9 @@ async def analyse(spec: str, worker: ModelWorker, *, settings: StreamSettings = 
     segments, probs = collector.segments()
     if not segments:
         raise InputError(f"{spec}: no frames could be decoded, so nothing was analysed")
-    last_end = max(s.end for s in segments)
-    duration = info.duration if info.duration else last_end
+    duration = info.duration if info.duration else max(s.end for s in segments)
+    # A window's last frame lasts one *sampled* step, which can run past the media's end: the media ends first.
+    segments = [replace(s, end=min(s.end, duration)) for s in segments]
     timeline = build_timeline(segments, probs, info_model.labels, duration, history=settings.smoothing)
     ref = model_ref or ModelRef(name=info_model.name, weights_sha256=info_model.weights_sha256,
                                 labels=info_model.label_set)

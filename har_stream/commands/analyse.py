@@ -1,4 +1,8 @@
-"""``har-stream analyse INPUT``: every action in a video file or URL, as a timeline, JSON, CSV or video."""
+"""``har-stream analyse INPUT``: every action in a video file or URL, as a timeline, JSON, CSV or video.
+
+The engine (torch, PyAV) is imported only when the command runs, so ``har-stream --help`` and the light
+sub-commands start instantly.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +11,16 @@ import asyncio
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from ..analyse import Progress, analyse
-from ..engine import LoadedModels, ModelChoice, load_models
 from ..errors import ConfigError, InputError
-from ..fallback import ClipFallback
-from ..pipeline import StreamSettings
-from ..preprocess import FramePreparer
-from ..types import AnalysisResult
-from ..worker import BatchSettings, ModelWorker
+
+if TYPE_CHECKING:
+    from ..analyse import Progress
+    from ..engine import LoadedModels
+    from ..pipeline import StreamSettings
+    from ..types import AnalysisResult
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
@@ -42,7 +46,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "or a page yt-dlp can resolve) and merge them into a timeline.")
     p.add_argument("input", help="video file path or URL")
     add_model_options(p)
-    p.add_argument("--window", type=int, default=None, help="frames per window (default: the model's, 16)")
+    p.add_argument("--window", type=int, default=None, help="frames per window (default: the model's own, 16 for most)")
     p.add_argument("--stride", type=int, default=8, help="frames between window starts (default: 8)")
     p.add_argument("--fps", type=float, default=None, help="sampling rate (default: the model's)")
     p.add_argument("--json", type=Path, default=None, metavar="FILE", help="write the result as JSON")
@@ -101,6 +105,11 @@ class ProgressBar:
 async def analyse_with(models: LoadedModels, spec: str, settings: StreamSettings, clip_threshold: float,
                        progress: ProgressBar | None = None) -> AnalysisResult:
     """Run one offline analysis with freshly started workers (the CLI's whole lifetime)."""
+    from ..analyse import analyse
+    from ..fallback import ClipFallback
+    from ..preprocess import FramePreparer
+    from ..worker import BatchSettings, ModelWorker
+
     async with ModelWorker(models.primary, BatchSettings(max_batch=16, max_wait_ms=2.0)) as worker:
         if models.fallback is None:
             return await analyse(spec, worker, settings=settings, model_ref=models.ref, progress=progress)
@@ -114,15 +123,19 @@ async def analyse_with(models: LoadedModels, spec: str, settings: StreamSettings
 def run(args: argparse.Namespace) -> int:
     check_input(args.input)
     check_outputs(args)
+    if args.fps is not None and args.fps <= 0:
+        raise ConfigError(f"--fps must be positive (got {args.fps})")
+    from ..engine import ModelChoice, load_models
+    from ..pipeline import StreamSettings
+
     choice = ModelChoice(model=args.model, labels=args.labels, clip_threshold=args.clip_threshold,
                          clip_model=args.clip_model, prompt=args.prompt, device=args.device)
     models = load_models(choice)
     for notice in models.notices:
         print(f"har-stream: note: {notice}", file=sys.stderr)
-    settings = StreamSettings(window=args.window or models.primary.info.frames, stride=args.stride,
+    window = args.window if args.window is not None else models.primary.info.frames
+    settings = StreamSettings(window=window, stride=args.stride,
                               fps=args.fps)
-    if args.fps is not None and args.fps <= 0:
-        raise ConfigError(f"--fps must be positive (got {args.fps})")
     bar = ProgressBar(args.progress == "on" or (args.progress == "auto" and sys.stderr.isatty()))
     try:
         result = asyncio.run(analyse_with(models, args.input, settings, choice.clip_threshold, bar))

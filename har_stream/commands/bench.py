@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
-from ..models.base import VideoModel, pick_device
+    from ..models.base import VideoModel
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -30,6 +32,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def bench_model(spec: str | None, device: torch.device) -> VideoModel:
+    import torch
+
     from ..models.cnn_lstm import CnnLstmConfig, CnnLstmModel, CnnLstmNet, load_cnn_lstm
     from ..labels import load_label_set
 
@@ -44,6 +48,7 @@ def bench_model(spec: str | None, device: torch.device) -> VideoModel:
 def run_offline(args: argparse.Namespace) -> int:
     from ..bench.machine import describe
     from ..bench.offline import run_offline_bench
+    from ..models.base import pick_device
 
     device = pick_device(args.device)
     model = bench_model(args.model, device)

@@ -96,7 +96,7 @@ def normalise(clips: torch.Tensor, cfg: CnnLstmConfig) -> torch.Tensor:
     return (x - mean) / std
 
 
-def train_tiny_cnn_lstm(path: Path, *, seed: int = 0, n_per_class: int = 160, epochs: int = 10) -> Path:
+def train_tiny_cnn_lstm(path: Path, *, seed: int = 0, n_per_class: int = 160, epochs: int = 16) -> Path:
     torch.manual_seed(seed)
     cfg = CnnLstmConfig(labels=LABELS, label_set="synthetic-motion", encoder="tiny", hidden=48, layers=2,
                         frames=FRAMES, size=SIZE, fps=FPS, dropout=0.0)
