@@ -24,9 +24,9 @@ from har_stream.models.base import IMAGENET_MEAN, IMAGENET_STD, ModelInfo, Video
 from har_stream.models.clip_zero_shot import load_clip
 from har_stream.pipeline import StreamPipeline, StreamSettings
 from har_stream.preprocess import FramePreparer
-from har_stream.sources import AvSource
+from har_stream.sources import AvSource, FrameSource, SourceStats
 from har_stream.synthetic import write_video
-from har_stream.types import LabelEvent
+from har_stream.types import DecodedFrame, LabelEvent, SourceInfo
 from har_stream.worker import BatchSettings, ModelWorker
 from tests.helpers.media import make_mp4, truncated_copy
 from tests.helpers.tiny_clip import make_tiny_clip
@@ -91,6 +91,38 @@ class Sink:
         return [(e, p) for e, p in self.events if e.prediction.source == source]
 
 
+class ReplaySource(FrameSource):
+    """Frames decoded beforehand from a real file, replayed one per event-loop turn, as a camera paces them.
+
+    Offline, a stream whose decoder is ahead submits its whole backlog at once, and decode threads race under
+    load; replaying in lockstep makes two streams' requests interleave the same way on every machine.
+    """
+
+    def __init__(self, frames: list[DecodedFrame], info: SourceInfo) -> None:
+        self._frames, self._info = frames, info
+
+    @classmethod
+    async def decode(cls, clip: Path, prepare: FramePreparer) -> ReplaySource:
+        async with AvSource(clip, sample_fps=FPS, prepare=prepare, policy="block") as source:
+            info = await source.open()
+            return cls([f async for f in source.frames()], info)
+
+    async def open(self) -> SourceInfo:
+        return self._info
+
+    async def frames(self):  # type: ignore[no-untyped-def, override]
+        for frame in self._frames:
+            await asyncio.sleep(0)
+            yield frame
+
+    async def close(self) -> None:
+        return None
+
+    @property
+    def stats(self) -> SourceStats:
+        return SourceStats(len(self._frames), len(self._frames), 0)
+
+
 async def _run(name: str, clip: Path, worker: ModelWorker, settings: StreamSettings, sink: Sink,
                fallback: ClipFallback | None = None) -> StreamPipeline:
     async with AvSource(clip, sample_fps=FPS, prepare=FramePreparer.for_model(worker.info),
@@ -121,9 +153,10 @@ async def test_two_streams_share_batched_encode_calls_and_each_gets_its_own_even
     settings = StreamSettings(window=8, stride=4)
     sinks = {"cam-dark": Sink(), "cam-bright": Sink()}
     async with ModelWorker(model, BatchSettings(max_batch=8, max_wait_ms=30)) as worker:
-        pipelines = await asyncio.gather(
-            _run("cam-dark", media["dark"], worker, settings, sinks["cam-dark"]),
-            _run("cam-bright", media["bright"], worker, settings, sinks["cam-bright"]))
+        prepare = FramePreparer.for_model(worker.info)
+        sources = {name: await ReplaySource.decode(media[name.removeprefix("cam-")], prepare) for name in sinks}
+        pipelines = [StreamPipeline(name, sources[name], worker, settings, sinks[name]) for name in sinks]
+        await asyncio.gather(*(p.run(source_fps=FPS) for p in pipelines))
 
     sizes = [len(b) for b in model.encode_batches]
     assert sum(sizes) == 80 and max(sizes) > 1 and max(sizes) <= 8
