@@ -16,9 +16,13 @@ import numpy as np
 import torch
 
 from .batcher import DynamicBatcher
+from .errors import ConfigError
 from .models.base import VideoModel
 
 Prepare = Callable[[av.VideoFrame], np.ndarray]
+
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,24 @@ class BatchSettings:
     max_batch: int = 16
     max_wait_ms: float = 5.0
     queue_size: int = 256
+    precision: str = "fp32"  # autocast dtype for inference; "auto" = fp16 on CUDA, fp32 on CPU
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)} (got {self.precision!r})")
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The reduced-precision dtype to autocast to, or None for full fp32."""
+    if precision == "auto":
+        precision = "fp16" if device.type == "cuda" else "fp32"
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "fp16":
+        if device.type != "cuda":
+            raise ConfigError("--precision fp16 needs a CUDA device; on a CPU use bf16 or fp32")
+        return torch.float16
+    return None
 
 
 class ModelWorker:
@@ -36,6 +58,7 @@ class ModelWorker:
         self.model = model
         self.info = model.info
         self.prepare = prepare
+        self._dtype = autocast_dtype(settings.precision, model.device)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"har-infer-{model.info.name}")
         self.encoder = DynamicBatcher(self._encode_batch, executor=self.executor, name=f"{model.info.name}-encode",
                                       max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms,
@@ -45,14 +68,20 @@ class ModelWorker:
                                          max_wait_ms=settings.max_wait_ms, queue_size=settings.queue_size)
 
     # -- runs on the inference thread ------------------------------------------------------------------
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(self.model.device.type, dtype=self._dtype or torch.float32,
+                              enabled=self._dtype is not None)
+
     def _encode_batch(self, items: list[np.ndarray | av.VideoFrame]) -> Sequence[torch.Tensor]:
         images = [self.prepare(x) if isinstance(x, av.VideoFrame) else x for x in items]
         batch = torch.from_numpy(np.stack(images))
-        return self.model.encode(batch).unbind(0)
+        with self._autocast():
+            return self.model.encode(batch).unbind(0)
 
     def _classify_batch(self, windows: list[Sequence[torch.Tensor]]) -> Sequence[np.ndarray]:
         stacked = torch.stack([torch.stack(tuple(w)) for w in windows])
-        logits = self.model.classify(stacked)
+        with self._autocast():
+            logits = self.model.classify(stacked)
         return list(torch.softmax(logits.float(), dim=-1).cpu().numpy())
 
     # -- async API ------------------------------------------------------------------------------------

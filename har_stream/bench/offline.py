@@ -22,7 +22,7 @@ from ..models.base import VideoModel
 from ..pipeline import StreamSettings
 from ..sampling import FpsSampler
 from ..synthetic import LABELS, write_motion_clip
-from ..worker import BatchSettings, ModelWorker
+from ..worker import BatchSettings, ModelWorker, autocast_dtype
 
 
 @dataclass(frozen=True)
@@ -49,10 +49,12 @@ def make_bench_clip(folder: Path, seconds: float = 30.0, width: int = 640, heigh
                              height=height, fps=fps, seed=1)
 
 
-def naive_run(model: VideoModel, video: Path, window: int, stride: int, sample_fps: float) -> RunFigures:
+def naive_run(model: VideoModel, video: Path, window: int, stride: int, sample_fps: float,
+              precision: str = "fp32") -> RunFigures:
     """Decode → PIL resize → per window: encode all ``window`` frames again + head, batch of one."""
     info = model.info
     h, w = info.crop
+    dtype = autocast_dtype(precision, model.device)
     started = time.perf_counter()
     frames: list[np.ndarray] = []
     decoded = windows = 0
@@ -72,18 +74,19 @@ def naive_run(model: VideoModel, video: Path, window: int, stride: int, sample_f
             if len(frames) == window and (since_last >= stride or windows == 0):
                 since_last = 0
                 clip = torch.from_numpy(np.stack(frames))
-                model.classify(model.encode(clip).unsqueeze(0))
+                with torch.autocast(model.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                    model.classify(model.encode(clip).unsqueeze(0))
                 windows += 1
     return RunFigures("naive (re-encode every window)", time.perf_counter() - started, decoded, windows,
                       duration)
 
 
 async def engine_run_async(model: VideoModel, video: Path, window: int, stride: int,
-                           sample_fps: float) -> RunFigures:
+                           sample_fps: float, precision: str = "fp32") -> RunFigures:
     from ..analyse import analyse
 
     started = time.perf_counter()
-    async with ModelWorker(model, BatchSettings(max_batch=16, max_wait_ms=2.0)) as worker:
+    async with ModelWorker(model, BatchSettings(max_batch=16, max_wait_ms=2.0, precision=precision)) as worker:
         result = await analyse(str(video), worker, settings=StreamSettings(window=window, stride=stride,
                                                                            fps=sample_fps))
     return RunFigures("engine (cached features, batched)", time.perf_counter() - started,
@@ -91,7 +94,7 @@ async def engine_run_async(model: VideoModel, video: Path, window: int, stride: 
 
 
 def run_offline_bench(model: VideoModel, video: Path | None, *, window: int, stride: int, sample_fps: float,
-                      repeats: int = 1) -> tuple[RunFigures, RunFigures, Path]:
+                      repeats: int = 1, precision: str = "fp32") -> tuple[RunFigures, RunFigures, Path]:
     """Best of ``repeats`` for each, alternating naive/engine so machine drift hits both alike."""
     tmp = None
     if video is None:
@@ -100,8 +103,8 @@ def run_offline_bench(model: VideoModel, video: Path | None, *, window: int, str
     try:
         naive_best = engine_best = None
         for _ in range(repeats):
-            n = naive_run(model, video, window, stride, sample_fps)
-            e = asyncio.run(engine_run_async(model, video, window, stride, sample_fps))
+            n = naive_run(model, video, window, stride, sample_fps, precision)
+            e = asyncio.run(engine_run_async(model, video, window, stride, sample_fps, precision))
             naive_best = n if naive_best is None or n.wall_s < naive_best.wall_s else naive_best
             engine_best = e if engine_best is None or e.wall_s < engine_best.wall_s else engine_best
         assert naive_best is not None and engine_best is not None
