@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from . import __version__
 from .errors import HarStreamError
 
-COMMANDS = ("analyse", "weights", "bench")
+COMMANDS = ("analyse", "weights", "bench", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:

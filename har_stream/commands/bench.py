@@ -28,7 +28,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     off.add_argument("--fps", type=float, default=None, help="sampling rate (default: the model's)")
     off.add_argument("--repeats", type=int, default=2, help="runs of each pipeline; the best is kept")
     off.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    off.add_argument("--precision", default="fp32", choices=("auto", "fp32", "bf16", "fp16"),
+                     help="inference precision, the same for both pipelines (default: fp32)")
     off.set_defaults(func=run_offline)
+
+    live = bsub.add_parser("live", help="live WebRTC: N peers at 15 fps against a server (latency, drops, most peers)")
+    live.add_argument("--peers", type=int, default=2, help="peers to run (default: 2)")
+    live.add_argument("--sweep", default=None, metavar="N,N,...",
+                      help="peer counts to try in turn, e.g. 1,2,4,8,12; reports the largest sustained in real time")
+    live.add_argument("--url", default=None,
+                      help="a running server, e.g. http://127.0.0.1:8080 (default: start one in this process)")
+    live.add_argument("--model", default=None,
+                      help="model to ask for (default: the server's; in-process: an untrained ResNet-18 CNN-LSTM)")
+    live.add_argument("--seconds", type=float, default=10.0, help="measured seconds per run, after warm-up")
+    live.add_argument("--stride", type=int, default=None, help="frames between windows (default: the server's)")
+    live.add_argument("--fps", type=float, default=15.0, help="webcam frame rate (default: 15)")
+    live.add_argument("--size", default="320x240", help="webcam size WxH (default: 320x240)")
+    live.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="in-process server only")
+    live.add_argument("--torch-threads", type=int, default=None,
+                      help="in-process server: torch intra-op threads (default: torch's; 1 is often best on 2 cores)")
+    live.add_argument("--ice-loopback", action="store_true",
+                      help="clients offer 127.0.0.1 only (for a server started with --ice-loopback)")
+    live.set_defaults(func=run_live)
 
 
 def bench_model(spec: str | None, device: torch.device) -> VideoModel:
@@ -55,10 +76,11 @@ def run_offline(args: argparse.Namespace) -> int:
     fps = args.fps or model.info.fps
     with tempfile.TemporaryDirectory(prefix="har-bench-"):
         naive, engine, video = run_offline_bench(model, args.video, window=args.window, stride=args.stride,
-                                                 sample_fps=fps, repeats=args.repeats)
+                                                 sample_fps=fps, repeats=args.repeats,
+                                                 precision=args.precision)
     print(f"machine: {describe(device)}")
     print(f"model:   {model.info.name}, {model.info.crop[0]}x{model.info.crop[1]}, window {args.window}, "
-          f"stride {args.stride}, sampled at {fps:g} fps")
+          f"stride {args.stride}, sampled at {fps:g} fps, precision {args.precision}")
     print(f"video:   {video.name if args.video is None else video}, {engine.duration_s:.1f} s, "
           f"{engine.frames_decoded} frames")
     for fig in (naive, engine):
@@ -66,4 +88,73 @@ def run_offline(args: argparse.Namespace) -> int:
               f"{fig.windows} windows  {fig.wall_s:.2f} s")
     print(f"  ratio engine/naive: {engine.realtime / naive.realtime:.2f}x (best of {args.repeats} each, "
           "alternating runs)")
+    return 0
+
+
+def _peer_counts(args: argparse.Namespace) -> list[int]:
+    from ..errors import ConfigError
+
+    try:
+        counts = [int(x) for x in args.sweep.split(",")] if args.sweep else [args.peers]
+    except ValueError:
+        raise ConfigError(f"--sweep takes peer counts separated by commas, e.g. 1,2,4,8 (got {args.sweep!r})") from None
+    if not counts or min(counts) < 1:
+        raise ConfigError("peer counts must be at least 1")
+    return sorted(set(counts))
+
+
+def _size(text: str) -> tuple[int, int]:
+    from ..errors import ConfigError
+
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"--size must look like 320x240 (got {text!r})") from None
+    if w < 16 or h < 16 or w % 2 or h % 2:
+        raise ConfigError(f"--size must be even and at least 16x16 (got {text!r})")
+    return w, h
+
+
+def run_live(args: argparse.Namespace) -> int:
+    import asyncio
+
+    counts, size = _peer_counts(args), _size(args.size)
+    return asyncio.run(_run_live(args, counts, size))
+
+
+async def _run_live(args: argparse.Namespace, counts: list[int], size: tuple[int, int]) -> int:
+    import contextlib
+
+    from ..bench.live import HEADER, format_run, local_server, run_peers
+    from ..bench.machine import describe
+    from ..models.base import pick_device
+
+    async with contextlib.AsyncExitStack() as stack:
+        if args.url:
+            url, where = args.url.rstrip("/"), f"{args.url} (its model: {args.model or 'the default'})"
+            if args.ice_loopback:
+                from server.ice import ice_loopback
+
+                stack.enter_context(ice_loopback())
+        else:
+            url, where = await stack.enter_async_context(local_server(args.model, args.device, args.stride,
+                                                                           args.torch_threads))
+        print(f"machine: {describe(pick_device(args.device))}")
+        print(f"server:  {where}")
+        print(f"peers:   synthetic {size[0]}x{size[1]} webcams at {args.fps:g} fps (VP8), {args.seconds:g} s measured "
+              "after every peer's first label; clients run on this machine too")
+        print(HEADER)
+        best = 0
+        for n in counts:
+            # in-process, --model is the server's default already (and may be a path, which peers cannot name)
+            run = await run_peers(url, n, seconds=args.seconds, fps=args.fps, model=args.model if args.url else None,
+                                  stride=args.stride, size=size)
+            print(format_run(run), flush=True)
+            if not run.sustained:
+                if len(counts) > 1:
+                    print(f"stopping the sweep: {n} peers are not sustained in real time")
+                break
+            best = n
+        print(f"largest number of peers sustained in real time with no drops: {best if best else 'none'}"
+              + (f" (of {', '.join(map(str, counts))})" if len(counts) > 1 else ""))
     return 0

@@ -1,0 +1,54 @@
+"""``har-stream serve``: the live web app — camera in the browser, labels back over WebRTC.
+
+Options override environment variables (``HAR_STREAM_PORT``...), which override the config file, which
+overrides the defaults (see ``server/config.py``). The server (aiohttp, aiortc, torch) is imported only when
+the command runs, so ``har-stream --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="serve the live web page and the WebRTC API",
+                       description="Serve the live page (camera → labels over WebRTC) and its JSON API. Options "
+                                   "override HAR_STREAM_* environment variables, which override the config file.")
+    p.add_argument("--host", default=None, help="address to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="port (default: 8080; 0 picks a free one)")
+    p.add_argument("--model", default=None,
+                   help="default model: a name (s3d, r2plus1d-18, ..., clip) or a CNN-LSTM checkpoint file "
+                        "(default: s3d)")
+    p.add_argument("--device", default=None, choices=("auto", "cpu", "cuda"), help="default: auto")
+    p.add_argument("--config", type=Path, default=None, metavar="FILE.toml",
+                   help="settings file (keys named like the options, e.g. max_peers = 8)")
+    p.add_argument("--max-peers", type=int, default=None, help="most peers at once (default: 16)")
+    p.add_argument("--clip-threshold", type=float, default=None,
+                   help="ask CLIP when the model's top-1 confidence is below this; 0 disables (default: 0.4)")
+    p.add_argument("--clip-model", default=None, metavar="DIR",
+                   help="a local CLIP directory (default: the cached openai/clip-vit-base-patch32)")
+    p.add_argument("--stride", type=int, default=None, help="frames between windows (default: 8)")
+    p.add_argument("--peer-idle-timeout", dest="peer_idle_timeout_s", type=float, default=None, metavar="SECONDS",
+                   help="close a peer that sends no frame for this long (default: 10)")
+    p.add_argument("--ice-loopback", action="store_const", const=True, default=None,
+                   help="offer 127.0.0.1 as the only ICE candidate (a browser on this machine without network)")
+    p.add_argument("--torch-threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    p.set_defaults(func=run)
+
+
+CLI_FIELDS = ("host", "port", "model", "device", "max_peers", "clip_threshold", "clip_model", "stride",
+              "peer_idle_timeout_s", "ice_loopback", "torch_threads")
+
+
+def run(args: argparse.Namespace) -> int:
+    from server.config import load_config
+    from server.runner import run as run_server
+
+    config = load_config({name: getattr(args, name) for name in CLI_FIELDS}, config_file=args.config)
+    for name in ("server", "har_stream.weights"):  # the load/download progress lines and the address
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() > logging.INFO:
+            logger.setLevel(logging.INFO)
+    return run_server(config)

@@ -1,0 +1,60 @@
+"""``create_app(config)``: the aiohttp application behind ``har-stream serve``.
+
+Every long-lived thing has an owner here: ``cleanup_ctx`` starts the model service (and the aioice loopback
+patch when asked for) and stops it last; the peer registry is closed on shutdown, before the models, so no
+stream outlives the workers it uses.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from . import api, signalling
+from .config import ServerConfig
+from .errors import error_middleware
+from .ice import ice_loopback
+from .keys import CONFIG, MODELS, PEERS
+from .models_service import ModelService
+from .peers import PeerRegistry
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 256 * 1024
+
+
+def create_app(config: ServerConfig) -> web.Application:
+    """Build the app; models start loading when it starts (e.g. in ``web.AppRunner.setup``), not here."""
+    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
+    app[CONFIG] = config
+    app[PEERS] = PeerRegistry(config.max_peers)
+    app[MODELS] = ModelService(config)  # checks the model options now: a typo fails before anything starts
+    if config.ice_loopback:
+        app.cleanup_ctx.append(_ice_loopback_ctx)
+    app.cleanup_ctx.append(_models_ctx)
+    app.on_shutdown.append(_close_peers)
+    api.add_routes(app)
+    app.router.add_post("/api/webrtc/offer", signalling.offer)
+    return app
+
+
+async def _ice_loopback_ctx(app: web.Application) -> AsyncIterator[None]:
+    with ice_loopback():
+        log.info("ICE: offering 127.0.0.1 only (loopback mode)")
+        yield
+
+
+async def _models_ctx(app: web.Application) -> AsyncIterator[None]:
+    service = app[MODELS]
+    await service.start()
+    try:
+        yield
+    finally:
+        await _close_peers(app)  # also when shutdown was skipped (e.g. a test server's plain cleanup)
+        await service.aclose()
+
+
+async def _close_peers(app: web.Application) -> None:
+    await app[PEERS].aclose(timeout=app[CONFIG].shutdown_timeout_s)

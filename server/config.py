@@ -1,0 +1,195 @@
+"""Server settings: one frozen ``ServerConfig``, resolved from CLI > environment > config file > defaults.
+
+Why one resolver: every source names the same fields (``max_peers`` in TOML, ``HAR_STREAM_MAX_PEERS`` in the
+environment, ``--max-peers`` on the CLI), so a value is validated once, whichever source gave it, and an
+error names where the bad value came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from har_stream.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_PROMPT = "a photo of someone {label}"
+
+# environment variable -> field; also HAR_STREAM_CONFIG names the config file
+ENV_VARS: Mapping[str, str] = {
+    "HAR_STREAM_HOST": "host",
+    "HAR_STREAM_PORT": "port",
+    "HAR_STREAM_MODEL": "model",
+    "HAR_STREAM_DEVICE": "device",
+    "HAR_STREAM_MAX_PEERS": "max_peers",
+    "HAR_STREAM_ICE_LOOPBACK": "ice_loopback",
+    "HAR_STREAM_CLIP_THRESHOLD": "clip_threshold",
+    "HAR_STREAM_CLIP_MODEL": "clip_model",
+    "HAR_STREAM_STRIDE": "stride",
+    "HAR_STREAM_PEER_IDLE_TIMEOUT": "peer_idle_timeout_s",
+}
+CONFIG_ENV = "HAR_STREAM_CONFIG"
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything ``har-stream serve`` can be told. Paths are resolved; ranges are checked on creation."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    model: str = "s3d"  # default model: a registry name or a CNN-LSTM checkpoint file
+    device: str = "auto"
+    max_peers: int = 16
+    clip_threshold: float = 0.4
+    clip_model: str | None = None  # a local CLIP directory instead of the weight store's `clip`
+    prompt: str = DEFAULT_PROMPT
+    stride: int = 8
+    peer_idle_timeout_s: float = 10.0
+    ice_loopback: bool = False  # offer 127.0.0.1 as the only ICE candidate (tests, a browser on this machine)
+    web_dir: Path = REPO_ROOT / "web"
+    home: Path | None = None  # weights cache; None: $HAR_STREAM_HOME or ~/.cache/har-stream
+    manifest: Path | None = None  # weights manifest; None: $HAR_STREAM_MANIFEST or weights/manifest.json
+    offline: bool | None = None  # None: $HAR_STREAM_OFFLINE
+    max_batch: int = 16
+    max_wait_ms: float = 5.0
+    frame_queue: int = 2  # per peer, prepared frames waiting for the engine (drop_oldest)
+    torch_threads: int | None = None
+    preload: bool = True  # also load every other model whose weights are already cached
+    shutdown_timeout_s: float = 3.0
+
+    def __post_init__(self) -> None:
+        def bad(name: str, why: str) -> ConfigError:
+            return ConfigError(f"{name} {why} (got {getattr(self, name)!r}); fix the option, variable or config file")
+
+        if not self.host:
+            raise bad("host", "must not be empty")
+        if not 0 <= self.port <= 65535:
+            raise bad("port", "must be between 0 and 65535")
+        if not self.model:
+            raise bad("model", "must name a model or a checkpoint file")
+        if self.device not in DEVICES and not self.device.startswith("cuda:"):
+            raise bad("device", f"must be one of {', '.join(DEVICES)}")
+        if self.max_peers < 1:
+            raise bad("max_peers", "must be at least 1")
+        if not 0.0 <= self.clip_threshold <= 1.0:
+            raise bad("clip_threshold", "must be between 0 and 1")
+        if "{label}" not in self.prompt:
+            raise bad("prompt", "must contain {label}")
+        if self.stride < 1:
+            raise bad("stride", "must be at least 1")
+        if not self.peer_idle_timeout_s > 0:
+            raise bad("peer_idle_timeout_s", "must be positive")
+        if self.max_batch < 1 or self.frame_queue < 1:
+            raise ConfigError("max_batch and frame_queue must be at least 1; fix the config file")
+        if self.max_wait_ms < 0:
+            raise bad("max_wait_ms", "must not be negative")
+        if self.torch_threads is not None and self.torch_threads < 1:
+            raise bad("torch_threads", "must be at least 1")
+        if not self.shutdown_timeout_s > 0:
+            raise bad("shutdown_timeout_s", "must be positive")
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+
+FIELDS: Mapping[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fields(ServerConfig)}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _convert(name: str, value: Any, origin: str) -> Any:
+    """``value`` (a string from the environment, or a TOML/CLI value) as the type of field ``name``."""
+    kind = str(FIELDS[name].type)
+
+    def fail(expected: str) -> ConfigError:
+        return ConfigError(f"{origin}: {name} must be {expected}, got {value!r}; correct it")
+
+    if value is None:
+        if "None" in kind:
+            return None
+        raise fail("set")
+    if kind.startswith("bool"):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise fail("true or false")
+    if kind.startswith("int"):
+        if isinstance(value, bool):
+            raise fail("an integer")
+        if isinstance(value, float) and not value.is_integer():
+            raise fail("an integer")
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise fail("an integer") from None
+    if kind.startswith("float"):
+        if isinstance(value, bool):
+            raise fail("a number")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise fail("a number") from None
+    if kind.startswith("Path"):
+        if not isinstance(value, (str, os.PathLike)) or not str(value):
+            raise fail("a path")
+        return Path(value).expanduser()
+    if not isinstance(value, str):
+        raise fail("a string")
+    return value
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The settings of a TOML file (flat keys named like the fields, or under a ``[server]`` table)."""
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist; pass an existing TOML file to --config") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"config file {path} could not be read ({err})") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"config file {path} is not valid TOML ({err}); fix the line it names") from None
+    if isinstance(data.get("server"), dict):
+        data = {**{k: v for k, v in data.items() if k != "server"}, **data["server"]}
+    out = {}
+    for key, value in data.items():
+        name = key.replace("-", "_")
+        if name not in FIELDS:
+            raise ConfigError(f"config file {path}: unknown setting {key!r}; known: {', '.join(FIELDS)}")
+        out[name] = _convert(name, value, f"config file {path}")
+    if "web_dir" in out or "home" in out or "manifest" in out:  # relative paths are relative to the file
+        for name in ("web_dir", "home", "manifest"):
+            if out.get(name) is not None and not out[name].is_absolute():
+                out[name] = (Path(path).parent / out[name]).resolve()
+    return out
+
+
+def load_config(cli: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
+                config_file: Path | None = None) -> ServerConfig:
+    """Resolve the settings: CLI values (None = not given) > environment > config file > defaults.
+
+    The config file is ``config_file`` (``--config``), else ``$HAR_STREAM_CONFIG``, else none.
+    """
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    path = config_file or (Path(env[CONFIG_ENV]).expanduser() if env.get(CONFIG_ENV) else None)
+    if path is not None:
+        values.update(read_config_file(path))
+    for var, name in ENV_VARS.items():
+        raw = env.get(var)
+        if raw is not None and raw.strip() != "":
+            values[name] = _convert(name, raw.strip(), f"environment variable {var}")
+    for name, value in (cli or {}).items():
+        if name not in FIELDS:
+            raise ConfigError(f"unknown setting {name!r}")
+        if value is not None:
+            values[name] = _convert(name, value, f"--{name.replace('_', '-')}")
+    return ServerConfig(**values)

@@ -1,0 +1,58 @@
+"""The one place where errors become HTTP responses: always ``{"error": "<one line>"}`` with a 4xx/5xx status.
+
+``HarStreamError`` children carry their own ``http_status``; aiohttp's own HTTP errors (404, 405, 413) get
+the same JSON shape; anything else is a bug: logged with its traceback, answered 500 without internals.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from har_stream.errors import HarStreamError
+
+log = logging.getLogger(__name__)
+
+
+class BadRequestError(HarStreamError):
+    """The request itself is wrong: not JSON, missing fields, a malformed or unusable SDP offer."""
+
+    http_status = 400
+
+
+class NotReadyError(HarStreamError):
+    """A model exists but is still downloading or loading; asking again later will work."""
+
+    http_status = 503
+
+
+def error_response(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except HarStreamError as err:
+        status = err.http_status if 400 <= err.http_status < 600 else 500
+        log.info("%s %s -> %d: %s", request.method, request.path, status, err)
+        return error_response(status, str(err))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise  # redirects and the like are not errors
+        return error_response(exc.status, _http_message(request, exc))
+    except Exception:
+        log.exception("unexpected error in %s %s", request.method, request.path)
+        return error_response(500, "internal server error; the server log has the details")
+
+
+def _http_message(request: web.Request, exc: web.HTTPException) -> str:
+    if exc.status == 404:
+        return f"nothing at {request.path}; the API lives under /api (health, models, status, webrtc/offer)"
+    if exc.status == 405:
+        return f"{request.method} is not allowed on {request.path}; see the API description in the README"
+    if exc.status == 413:
+        return "request body too large; an offer is a few kilobytes of SDP"
+    return exc.reason or f"HTTP {exc.status}"

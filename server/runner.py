@@ -1,0 +1,48 @@
+"""Run the app until SIGINT/SIGTERM, then shut down in order: peers, then models. Exits within seconds.
+
+Our own small runner rather than ``web.run_app``: it logs the address actually bound (``--port 0`` picks a
+free one) and turns both signals into the same orderly stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from aiohttp import web
+
+from .app import create_app
+from .config import ServerConfig
+
+log = logging.getLogger(__name__)
+
+
+async def serve(config: ServerConfig, stop: asyncio.Event | None = None) -> None:
+    """Serve until ``stop`` is set or a SIGINT/SIGTERM arrives."""
+    app = create_app(config)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=config.shutdown_timeout_s)
+    try:
+        await runner.setup()
+        site = web.TCPSite(runner, config.host, config.port)
+        await site.start()
+        for address in runner.addresses:
+            host, port = address[0], address[1]
+            log.info("serving on http://%s:%d (Ctrl-C to stop)", f"[{host}]" if ":" in host else host, port)
+        await stop.wait()
+        log.info("stopping: closing peers and models")
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+        await runner.cleanup()
+        log.info("stopped")
+
+
+def run(config: ServerConfig) -> int:
+    asyncio.run(serve(config))
+    return 0
