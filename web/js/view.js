@@ -1,0 +1,175 @@
+// Everything the live session shows: the stage over the video (label, warm-up), status and error lines,
+// the top-5 chart and the live figures. Server strings go in as text nodes, never as HTML.
+
+import { formatCount, formatMs, formatPercent, formatRate } from "./metrics.js";
+import { messageNodes } from "./richtext.js";
+
+const STAGE_MESSAGES = {
+  idle: "Press Start camera to see what you are doing, labelled live.",
+  camera: "Waiting for the camera… (allow it if the browser asks)",
+  connecting: "Connecting to the server…",
+  warming: "Warming up…",
+  reconnecting: "Connection lost. Reconnecting…",
+  error: "Stopped: see the message below.",
+};
+
+const CONNECTION_TEXT = {
+  idle: "not connected",
+  camera: "camera starting",
+  connecting: "connecting",
+  warming: "connected · warming up",
+  live: "live",
+  reconnecting: "reconnecting",
+  error: "stopped",
+};
+
+/** Write only changes: live regions then announce a new label once, not every half second. */
+function setText(el, text) {
+  if (el.textContent !== text) el.textContent = text;
+}
+
+function byTestId(root, id) {
+  const el = root.querySelector(`[data-testid="${id}"]`);
+  if (!el) throw new Error(`the page has no element with data-testid="${id}"`);
+  return el;
+}
+
+export class View {
+  constructor(root = document) {
+    const $ = (id) => byTestId(root, id);
+    this.el = {
+      stage: $("stage"), video: $("video"), overlay: $("overlay"), label: $("current-label"),
+      confidence: $("current-confidence"), source: $("label-source"), trend: $("smoothed-label"),
+      stageMessage: $("stage-message"), warmup: $("warmup"), warmupProgress: $("warmup-progress"),
+      warmupCount: $("warmup-count"), status: $("status"), error: $("error"), connection: $("connection"),
+      top5: $("top5"), top5Empty: $("top5-empty"), sessionInfo: $("session-info"),
+      start: $("start"), stop: $("stop"),
+      latencyLast: $("latency-last"), latencyP50: $("latency-p50"), latencyP95: $("latency-p95"),
+      rtt: $("rtt"), rttP50: $("rtt-p50"), fpsIn: $("fps-in"), windowsPerS: $("windows-per-s"),
+      framesReceived: $("frames-received"), framesDropped: $("frames-dropped"),
+    };
+    this.stageText = this.el.stageMessage.querySelector(".stage-message-text");
+    this.onRunning = null; // the page's hook: called with true / false when a session starts or ends
+  }
+
+  /** The session's phase: idle, camera, connecting, warming, live, reconnecting, error. */
+  phase(state, text) {
+    const { el } = this;
+    setText(el.status, text);
+    el.status.dataset.state = state;
+    el.stage.dataset.state = state;
+    el.connection.dataset.state = state;
+    el.connection.querySelector(".conn-text").textContent = CONNECTION_TEXT[state] ?? state;
+    el.stageMessage.hidden = state === "live";
+    if (STAGE_MESSAGES[state]) this.stageText.textContent = STAGE_MESSAGES[state];
+    if (state !== "warming") el.warmup.hidden = true;
+    el.overlay.classList.toggle("stale", state === "reconnecting" || state === "connecting");
+  }
+
+  /** Show (or clear, with null) the error line. `kind`: camera kinds, server, stream, connection. */
+  error(text, { kind = "error" } = {}) {
+    const { error } = this.el;
+    error.hidden = !text;
+    error.replaceChildren(...messageNodes(text ?? ""));
+    error.dataset.kind = text ? kind : "";
+  }
+
+  camera(stream) {
+    this.el.video.srcObject = stream;
+    if (!stream) {
+      this.el.overlay.hidden = true;
+      this.el.label.textContent = "";
+      this.el.sessionInfo.textContent = "";
+    }
+  }
+
+  running(isRunning) {
+    this.el.start.disabled = isRunning;
+    this.el.stop.disabled = !isRunning;
+    this.onRunning?.(isRunning);
+  }
+
+  hello(message) {
+    const parts = [
+      `model ${message.model}`,
+      Array.isArray(message.labels) ? `${message.labels.length}${message.labels.length >= 1000 ? "+" : ""} labels` : null,
+      message.window ? `window ${message.window}` : null,
+      message.stride ? `stride ${message.stride}` : null,
+      message.fps ? `${message.fps} fps` : null,
+    ].filter(Boolean);
+    this.el.sessionInfo.textContent = parts.join(" · ");
+    this.el.sessionInfo.dataset.peerId = message.peer_id ?? "";
+  }
+
+  warmup(frames, needed) {
+    const { el } = this;
+    el.warmup.hidden = false;
+    el.warmupProgress.max = Math.max(1, needed || 1);
+    el.warmupProgress.value = Math.min(frames || 0, el.warmupProgress.max);
+    el.warmupCount.textContent = `${frames || 0} / ${needed || "?"} frames`;
+    this.stageText.textContent = "Warming up: filling the first window of frames…";
+  }
+
+  /** One label event (LabelEvent.to_json): the overlay and the top-5 chart. */
+  label(event) {
+    const { el } = this;
+    el.overlay.hidden = false;
+    setText(el.label, event.label);
+    el.label.dataset.window = String(event.window_index ?? ""); // changes with every event, unlike the text
+    el.confidence.textContent = formatPercent(event.confidence);
+    el.confidence.dataset.value = String(event.confidence);
+    const source = event.source === "clip" ? "clip" : "model";
+    el.source.textContent = source === "clip" ? "CLIP" : "model";
+    el.source.dataset.source = source;
+    el.source.title = source === "clip" ? "CLIP zero-shot chose this label" : "the selected model chose this label";
+    const steady = event.smoothed_label;
+    setText(el.trend, steady && steady !== event.label ? `steady: ${steady}` : "");
+    el.trend.hidden = !el.trend.textContent;
+    this.top5(Array.isArray(event.top5) ? event.top5 : []);
+  }
+
+  top5(rows) {
+    const { el } = this;
+    const items = rows.slice(0, 5).map(([name, p], i) => {
+      const li = document.createElement("li");
+      li.className = "top5-row";
+      li.dataset.testid = "top5-row";
+      li.dataset.label = name;
+      li.dataset.value = String(p);
+      if (i === 0) li.classList.add("first");
+      const label = document.createElement("span");
+      label.className = "top5-label";
+      label.textContent = name;
+      label.title = name;
+      const bar = document.createElement("span");
+      bar.className = "top5-bar";
+      bar.setAttribute("aria-hidden", "true");
+      const fill = document.createElement("span");
+      fill.className = "top5-fill";
+      fill.style.width = `${Math.max(0, Math.min(100, p * 100)).toFixed(1)}%`;
+      bar.append(fill);
+      const pct = document.createElement("span");
+      pct.className = "top5-pct";
+      pct.dataset.testid = "top5-pct";
+      pct.textContent = formatPercent(p);
+      li.append(label, bar, pct);
+      return li;
+    });
+    el.top5.replaceChildren(...items);
+    el.top5Empty.hidden = items.length > 0;
+  }
+
+  figures({ latency, rtt, stats }) {
+    const { el } = this;
+    el.latencyLast.textContent = formatMs(latency.last);
+    el.latencyP50.textContent = formatMs(latency.percentile(50));
+    el.latencyP95.textContent = formatMs(latency.percentile(95));
+    el.rtt.textContent = formatMs(rtt.last);
+    el.rttP50.textContent = rtt.count ? `p50 ${formatMs(rtt.percentile(50))}` : "";
+    el.fpsIn.textContent = formatRate(stats?.fps_in);
+    el.windowsPerS.textContent = formatRate(stats?.windows_per_s);
+    el.framesReceived.textContent = formatCount(stats?.frames_received);
+    el.framesDropped.textContent = formatCount(stats?.frames_dropped);
+    el.framesDropped.classList.toggle("warn", (stats?.frames_dropped ?? 0) > 0);
+  }
+}
