@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
@@ -41,7 +42,7 @@ class StreamSettings:
     smoothing: int = 3
     hysteresis: float = 0.1
     live: bool = False
-    window_queue: int = 8
+    window_queue: int = 64  # offline: how far the source may run ahead, so batches fill
     fallback_queue: int = 8
 
     def __post_init__(self) -> None:
@@ -150,16 +151,29 @@ class StreamPipeline:
 
     async def _classify_loop(self, windows: asyncio.Queue[Window | None],
                              refine: asyncio.Queue[Window | None]) -> None:
+        """Classify windows in order. Live: one at a time, each published at once. Offline: up to
+        ``window_queue`` windows are in flight, so the shared batcher sees batches, and results are published
+        in order as they complete."""
+        in_flight = 1 if self.settings.live else max(1, self.settings.window_queue)
+        pending: deque[tuple[Window, asyncio.Future[np.ndarray]]] = deque()
         while (window := await windows.get()) is not None:
             features = await self._answer(asyncio.gather(*(s.feature for s in window.slots)))
-            probs = await self._answer(self.worker.classify(features))
-            prediction = top_prediction(probs, self.labels, self.primary_source)
-            smoothed, _ = self.smoother.update(probs)
-            self.stats.windows += 1
-            self._emit(window, prediction, smoothed, probs, refines=None)
-            if self.fallback is not None and self.fallback.wants(prediction.confidence):
-                self.stats.fallback_dropped += await offer(refine, window, self.settings.policy)
+            pending.append((window, await self.worker.submit_classify(features)))
+            while pending and (len(pending) >= in_flight or pending[0][1].done()):
+                await self._publish(*pending.popleft(), refine)
+        while pending:
+            await self._publish(*pending.popleft(), refine)
         await offer(refine, None, self.settings.policy)
+
+    async def _publish(self, window: Window, answer: asyncio.Future[np.ndarray],
+                       refine: asyncio.Queue[Window | None]) -> None:
+        probs = await self._answer(answer)
+        prediction = top_prediction(probs, self.labels, self.primary_source)
+        smoothed, _ = self.smoother.update(probs)
+        self.stats.windows += 1
+        self._emit(window, prediction, smoothed, probs, refines=None)
+        if self.fallback is not None and self.fallback.wants(prediction.confidence):
+            self.stats.fallback_dropped += await offer(refine, window, self.settings.policy)
 
     async def _fallback_loop(self, refine: asyncio.Queue[Window | None]) -> None:
         assert self.fallback is not None

@@ -106,6 +106,10 @@ class ModelWorker:
         """Queue one frame for encoding; returns the future of its feature (waits only for queue room)."""
         return await self.encoder.submit(image)
 
+    async def submit_classify(self, features: Sequence[torch.Tensor]) -> asyncio.Future[np.ndarray]:
+        """Queue one window; returns the future of its probabilities (waits only for queue room)."""
+        return await self.classifier.submit(features)
+
     async def classify(self, features: Sequence[torch.Tensor]) -> np.ndarray:
         """Probabilities over ``info.labels`` for one window of features."""
         return await self.classifier(features)

@@ -86,7 +86,7 @@ async def engine_run_async(model: VideoModel, video: Path, window: int, stride: 
     from ..analyse import analyse
 
     started = time.perf_counter()
-    async with ModelWorker(model, BatchSettings(max_batch=16, max_wait_ms=2.0, precision=precision)) as worker:
+    async with ModelWorker(model, BatchSettings(max_batch=32, max_wait_ms=5.0, precision=precision)) as worker:
         result = await analyse(str(video), worker, settings=StreamSettings(window=window, stride=stride,
                                                                            fps=sample_fps))
     return RunFigures("engine (cached features, batched)", time.perf_counter() - started,

@@ -113,7 +113,7 @@ async def analyse_with(models: LoadedModels, spec: str, settings: StreamSettings
     from ..preprocess import FramePreparer
     from ..worker import BatchSettings, ModelWorker
 
-    batching = BatchSettings(max_batch=16, max_wait_ms=2.0, precision=precision)
+    batching = BatchSettings(max_batch=32, max_wait_ms=5.0, precision=precision)
     async with ModelWorker(models.primary, batching) as worker:
         if models.fallback is None:
             return await analyse(spec, worker, settings=settings, model_ref=models.ref, progress=progress)
