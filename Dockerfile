@@ -33,6 +33,5 @@ VOLUME ["/cache"]
 
 EXPOSE 8080
 
-# For now the image prints the CLI's help; run `har-stream analyse ...` etc. as the command.
-# The server issue changes this to: CMD ["har-stream", "serve", "--host", "0.0.0.0", "--port", "8080"]
-CMD ["har-stream", "--help"]
+# The server with the live page; any other command (`har-stream analyse ...`) can be given instead.
+CMD ["har-stream", "serve", "--host", "0.0.0.0", "--port", "8080"]

@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
-# Set up (scripts/setup.sh), then start the main job. Arguments go to the job:
+# Set up (scripts/setup.sh), then start the main job: the server with the live page.
 #
-#   scripts/start.sh                           analyse a synthetic sample clip with the default model
-#   scripts/start.sh path/to/video.mp4         analyse that file (or URL) instead
-#   scripts/start.sh --model my.pt             options of `har-stream analyse` pass through
-#
-# Until the server lands the main job is `har-stream analyse`; the server issue switches JOB below to serve.
+#   scripts/start.sh                           har-stream serve on http://127.0.0.1:8080 (options pass through)
+#   scripts/start.sh --port 9000 --model my.pt options of `har-stream serve`
+#   scripts/start.sh analyse                   analyse a synthetic sample clip with the default model
+#   scripts/start.sh analyse path/to/video.mp4 analyse that file (or URL); options of `har-stream analyse` pass
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-JOB=analyse  # the main job: analyse | serve
+JOB=serve  # the main job: serve | analyse (the first argument may choose)
+if [[ "${1:-}" == "analyse" || "${1:-}" == "serve" ]]; then
+    JOB="$1"
+    shift
+fi
 
 scripts/setup.sh
 HAR="$ROOT/.venv/bin/har-stream"

@@ -13,7 +13,7 @@ import contextlib
 import statistics
 import tempfile
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,9 +120,48 @@ async def run_peers(url: str, peers: int, *, seconds: float = 10.0, fps: float =
                    received, dropped, tuple(windows), model_fps=float(hello["fps"]))
 
 
+@contextlib.contextmanager
+def untrained_torchvision_weights(name: str, folder: Path) -> Iterator[None]:
+    """Serve a torchvision model with random weights through the real weights path, for speed figures.
+
+    A temporary manifest lists a freshly initialised state dict under ``name`` with its true sha256, and a
+    temporary cache holds it, so the server loads it exactly as it would the published file (hash check
+    included). Speed does not depend on the weights' values; labels from it mean nothing.
+    """
+    import json
+    import os
+
+    import torch
+
+    from ..models.torchvision_video import spec_of
+    from ..weights import WeightStore, sha256_file
+
+    torch.manual_seed(0)
+    spec = spec_of(name)
+    state_file = folder / f"{name}-untrained.pth"
+    torch.save(spec.builder(weights=None).state_dict(), state_file)
+    manifest = folder / "manifest.json"
+    manifest.write_text(json.dumps({"version": 1, "models": {name: {
+        "family": "torchvision_video", "description": f"{name} with untrained weights (benchmark only)",
+        "files": [{"name": state_file.name, "url": state_file.resolve().as_uri(),
+                   "sha256": sha256_file(state_file), "size": state_file.stat().st_size}]}}}))
+    saved = {k: os.environ.get(k) for k in ("HAR_STREAM_MANIFEST", "HAR_STREAM_HOME", "HAR_STREAM_OFFLINE")}
+    os.environ.update(HAR_STREAM_MANIFEST=str(manifest), HAR_STREAM_HOME=str(folder / "home"),
+                      HAR_STREAM_OFFLINE="1")
+    try:
+        WeightStore().import_file(name, state_file)
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 @contextlib.asynccontextmanager
 async def local_server(model: str | None, device: str, stride: int | None,
-                       torch_threads: int | None = None) -> AsyncIterator[tuple[str, str]]:
+                       torch_threads: int | None = None, untrained: bool = False) -> AsyncIterator[tuple[str, str]]:
     """A server in this process on a free loopback port; yields (url, description of its model).
 
     Without ``model`` it serves an untrained ResNet-18 CNN-LSTM at 112x112 over UCF101's 101 labels (speed does
@@ -135,7 +174,11 @@ async def local_server(model: str | None, device: str, stride: int | None,
     from server.ice import ice_loopback
     from server.keys import MODELS
 
-    with tempfile.TemporaryDirectory(prefix="har-bench-live-") as tmp, ice_loopback():
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="har-bench-live-"))
+        stack.enter_context(ice_loopback())
+        if untrained and model:
+            stack.enter_context(untrained_torchvision_weights(model, Path(tmp)))
         spec = model or str(_untrained_checkpoint(Path(tmp)))
         config = ServerConfig(model=spec, device=device, port=0, clip_threshold=0.0, stride=stride or 8,
                               max_peers=64, preload=False, peer_idle_timeout_s=30.0,
