@@ -20,7 +20,8 @@ from har_stream.worker import ModelWorker
 
 
 class StreamWorker:
-    """Duck-types the ``ModelWorker`` calls a ``StreamPipeline`` makes (``info``, ``encode``, ``classify``)."""
+    """Duck-types the ``ModelWorker`` calls a ``StreamPipeline`` makes (``info``, ``encode``, ``submit_classify``,
+    ``classify``)."""
 
     def __init__(self, worker: ModelWorker, max_in_flight: int = 2) -> None:
         if max_in_flight < 1:
@@ -42,3 +43,6 @@ class StreamWorker:
 
     async def classify(self, features: Sequence[torch.Tensor]) -> np.ndarray:
         return await self.worker.classify(features)
+
+    async def submit_classify(self, features: Sequence[torch.Tensor]) -> asyncio.Future[np.ndarray]:
+        return await self.worker.submit_classify(features)
