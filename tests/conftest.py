@@ -93,3 +93,15 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
     env.update(HAR_STREAM_HOME=str(tmp_path / "home"), HAR_STREAM_OFFLINE="1", NO_COLOR="1",
                PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     return env
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """One torch intra-op thread for the test: tiny models gain nothing from a pool, and on a busy 2-core
+    machine (tests run in parallel) the pool's spinning makes them many times slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -10,7 +10,6 @@ frames of every window.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,19 +24,14 @@ from har_stream.sources import AvSource
 from har_stream.synthetic import LABELS, write_motion_clip
 from har_stream.worker import BatchSettings, ModelWorker
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 CPU = torch.device("cpu")
 WINDOW = 16
 SCRIPT = [("moving right", 1.6), ("moving up", 1.4)]  # 24 + 21 = 45 frames at 15 fps, all distinct
 FRAMES = 45
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """Tiny models gain nothing from a 2-thread pool, and on a busy 2-core box its spinning makes them ~50x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,19 +31,14 @@ from har_stream.worker import BatchSettings, ModelWorker
 from tests.helpers.media import make_mp4, truncated_copy
 from tests.helpers.tiny_clip import make_tiny_clip
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 CPU = torch.device("cpu")
 LABELS = ("dark", "mid", "bright")
 LEVELS = torch.tensor([0.15, 0.5, 0.85])
 FPS = 15.0
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """Tiny models gain nothing from a 2-thread pool, and on a busy 2-core box its spinning makes them ~50x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 class BrightnessModel(VideoModel):

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
 from har_stream.bench.live import HEADER, LiveRun, format_run, percentile, run_peers
 from har_stream.commands.bench import _peer_counts, _size
@@ -15,15 +13,9 @@ from har_stream.errors import ConfigError
 from server.config import ServerConfig
 from tests.helpers.webrtc_client import ice_loopback_patch, live_server  # noqa: F401 - fixture
 
-pytestmark = pytest.mark.usefixtures("ice_loopback_patch")
+pytestmark = pytest.mark.usefixtures("ice_loopback_patch", "one_torch_thread")
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 async def test_run_peers_measures_latency_drops_and_windows(tiny_checkpoint: Path, tmp_path: Path) -> None:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from aiortc import RTCConfiguration, RTCPeerConnection
 from yarl import URL
 
@@ -15,15 +14,9 @@ from har_stream.bench.webrtc_client import SyntheticCamera
 from server.config import ServerConfig
 from tests.helpers.webrtc_client import ice_loopback_patch, live_server  # noqa: F401 - fixture
 
-pytestmark = pytest.mark.usefixtures("ice_loopback_patch")
+pytestmark = pytest.mark.usefixtures("ice_loopback_patch", "one_torch_thread")
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 async def offer_sdp(*, video: bool, channel: bool) -> str:

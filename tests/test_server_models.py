@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
 from har_stream.weights import WeightStore, sha256_file
 from server.config import ServerConfig
@@ -24,17 +23,11 @@ from tests.helpers.webrtc_client import (  # noqa: F401 - ice_loopback_patch is 
     wait_until,
 )
 
-pytestmark = pytest.mark.usefixtures("ice_loopback_patch")
+pytestmark = pytest.mark.usefixtures("ice_loopback_patch", "one_torch_thread")
 
 LABELS = ("moving left", "moving right", "moving up", "holding still")
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 async def test_offline_missing_default_is_listed_with_its_import_command_and_others_serve(

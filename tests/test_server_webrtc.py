@@ -11,7 +11,6 @@ import asyncio
 import gc
 import time
 import weakref
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,18 +30,11 @@ from tests.helpers.webrtc_client import (  # noqa: F401 - ice_loopback_patch is 
     wait_until,
 )
 
-pytestmark = pytest.mark.usefixtures("ice_loopback_patch")
+pytestmark = pytest.mark.usefixtures("ice_loopback_patch", "one_torch_thread")
 
 LABELS = ("moving left", "moving right", "moving up", "holding still")
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """The tiny model gains nothing from a thread pool; on a busy 2-core box the pool's spinning hurts."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def config(checkpoint: Path, tmp_path: Path, **kw: object) -> ServerConfig:

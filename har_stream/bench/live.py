@@ -143,7 +143,7 @@ def untrained_torchvision_weights(name: str, folder: Path) -> Iterator[None]:
     manifest = folder / "manifest.json"
     manifest.write_text(json.dumps({"version": 1, "models": {name: {
         "family": "torchvision_video", "description": f"{name} with untrained weights (benchmark only)",
-        "files": [{"name": state_file.name, "url": state_file.resolve().as_uri(),
+        "files": [{"name": state_file.name, "url": f"https://example.invalid/{state_file.name}",  # never fetched: offline
                    "sha256": sha256_file(state_file), "size": state_file.stat().st_size}]}}}))
     saved = {k: os.environ.get(k) for k in ("HAR_STREAM_MANIFEST", "HAR_STREAM_HOME", "HAR_STREAM_OFFLINE")}
     os.environ.update(HAR_STREAM_MANIFEST=str(manifest), HAR_STREAM_HOME=str(folder / "home"),
