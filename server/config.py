@@ -32,6 +32,7 @@ ENV_VARS: Mapping[str, str] = {
     "HAR_STREAM_CLIP_MODEL": "clip_model",
     "HAR_STREAM_STRIDE": "stride",
     "HAR_STREAM_PEER_IDLE_TIMEOUT": "peer_idle_timeout_s",
+    "HAR_STREAM_PRECISION": "precision",
 }
 CONFIG_ENV = "HAR_STREAM_CONFIG"
 DEVICES = ("auto", "cpu", "cuda")
@@ -60,6 +61,7 @@ class ServerConfig:
     max_wait_ms: float = 5.0
     frame_queue: int = 2  # per peer, prepared frames waiting for the engine (drop_oldest)
     torch_threads: int | None = None
+    precision: str = "auto"  # inference autocast: auto (fp16 on CUDA, fp32 on CPU), fp32, bf16, fp16
     preload: bool = True  # also load every other model whose weights are already cached
     shutdown_timeout_s: float = 3.0
 
@@ -91,6 +93,8 @@ class ServerConfig:
             raise bad("max_wait_ms", "must not be negative")
         if self.torch_threads is not None and self.torch_threads < 1:
             raise bad("torch_threads", "must be at least 1")
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise bad("precision", "must be one of auto, fp32, bf16, fp16")
         if not self.shutdown_timeout_s > 0:
             raise bad("shutdown_timeout_s", "must be positive")
 

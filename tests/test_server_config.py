@@ -57,10 +57,19 @@ def test_ice_loopback_from_the_environment(raw: str, expected: bool) -> None:
     ({"HAR_STREAM_ICE_LOOPBACK": "maybe"}, "ice_loopback must be true or false"),
     ({"HAR_STREAM_DEVICE": "tpu"}, "device must be one of auto, cpu, cuda"),
     ({"HAR_STREAM_CLIP_THRESHOLD": "1.5"}, "clip_threshold must be between 0 and 1"),
+    ({"HAR_STREAM_PRECISION": "int8"}, "precision must be one of auto, fp32, bf16, fp16"),
 ])
 def test_bad_environment_values_name_the_variable_or_field(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         load_config({}, env=env)
+
+
+def test_precision_from_the_environment_reaches_the_model_workers() -> None:
+    from server.models_service import ModelService
+
+    config = load_config({}, env={"HAR_STREAM_PRECISION": "bf16", "HAR_STREAM_MODEL": "r3d-18"})
+    assert config.precision == "bf16"
+    assert ModelService(config).batch.precision == "bf16"
 
 
 def test_bad_config_files(tmp_path: Path) -> None:

@@ -161,7 +161,8 @@ def untrained_torchvision_weights(name: str, folder: Path) -> Iterator[None]:
 
 @contextlib.asynccontextmanager
 async def local_server(model: str | None, device: str, stride: int | None,
-                       torch_threads: int | None = None, untrained: bool = False) -> AsyncIterator[tuple[str, str]]:
+                       torch_threads: int | None = None, untrained: bool = False,
+                       precision: str = "auto") -> AsyncIterator[tuple[str, str]]:
     """A server in this process on a free loopback port; yields (url, description of its model).
 
     Without ``model`` it serves an untrained ResNet-18 CNN-LSTM at 112x112 over UCF101's 101 labels (speed does
@@ -182,7 +183,7 @@ async def local_server(model: str | None, device: str, stride: int | None,
         spec = model or str(_untrained_checkpoint(Path(tmp)))
         config = ServerConfig(model=spec, device=device, port=0, clip_threshold=0.0, stride=stride or 8,
                               max_peers=64, preload=False, peer_idle_timeout_s=30.0,
-                              torch_threads=torch_threads)
+                              torch_threads=torch_threads, precision=precision)
         app = create_app(config)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
         await runner.setup()
@@ -200,7 +201,7 @@ async def local_server(model: str | None, device: str, stride: int | None,
 
             desc = (f"{info.name} ({info.family}, {info.crop[0]}x{info.crop[1]}, {info.frames} frames at "
                     f"{info.fps:g} fps, {info.num_classes} labels) on {service.device}, in this process, "
-                    f"{torch.get_num_threads()} torch threads")
+                    f"{torch.get_num_threads()} torch threads, precision {precision}")
             yield f"http://127.0.0.1:{runner.addresses[0][1]}", desc
         finally:
             await runner.cleanup()

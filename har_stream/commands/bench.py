@@ -47,6 +47,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     live.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="in-process server only")
     live.add_argument("--torch-threads", type=int, default=None,
                       help="in-process server: torch intra-op threads (default: torch's; 1 is often best on 2 cores)")
+    live.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
+                      help="in-process server: inference precision (default: auto = fp32 on CPU)")
     live.add_argument("--untrained", action="store_true",
                       help="in-process server: load --model (a torchvision name) with random weights through a "
                            "temporary manifest, for speed figures where the real weights cannot be had")
@@ -141,7 +143,8 @@ async def _run_live(args: argparse.Namespace, counts: list[int], size: tuple[int
                 stack.enter_context(ice_loopback())
         else:
             url, where = await stack.enter_async_context(local_server(args.model, args.device, args.stride,
-                                                                           args.torch_threads, args.untrained))
+                                                                           args.torch_threads, args.untrained,
+                                                                           args.precision))
         print(f"machine: {describe(pick_device(args.device))}")
         print(f"server:  {where}")
         print(f"peers:   synthetic {size[0]}x{size[1]} webcams at {args.fps:g} fps (VP8), {args.seconds:g} s measured "

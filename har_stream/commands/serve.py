@@ -35,11 +35,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ice-loopback", action="store_const", const=True, default=None,
                    help="offer 127.0.0.1 as the only ICE candidate (a browser on this machine without network)")
     p.add_argument("--torch-threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    p.add_argument("--precision", default=None, choices=("auto", "fp32", "bf16", "fp16"),
+                   help="inference precision: auto = fp16 on CUDA, fp32 on CPU; bf16 is faster on CPUs with "
+                        "AVX512-BF16/AMX")
     p.set_defaults(func=run)
 
 
 CLI_FIELDS = ("host", "port", "model", "device", "max_peers", "clip_threshold", "clip_model", "stride",
-              "peer_idle_timeout_s", "ice_loopback", "torch_threads")
+              "peer_idle_timeout_s", "ice_loopback", "torch_threads", "precision")
 
 
 def run(args: argparse.Namespace) -> int:
