@@ -28,6 +28,7 @@ import numpy as np
 
 from ..frame_queue import FrameQueue, Policy, check_settings
 from ..sampling import FpsSampler
+from ..threads import join_thread
 from ..types import DecodedFrame, SourceInfo
 
 log = logging.getLogger(__name__)
@@ -153,17 +154,9 @@ class ThreadedSource(FrameSource):
         """Stop the decode thread and wait (without blocking the loop) until it has ended."""
         self._request_stop()
         thread = self._thread
-        if thread is None:
-            return
-        deadline = time.monotonic() + self._join_timeout
-        delay = 0.001
-        while thread.is_alive():
-            if time.monotonic() >= deadline:
-                log.warning("decode thread %s still busy after %.1f s (a blocking read); it ends at its "
-                            "read timeout", thread.name, self._join_timeout)
-                return
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.02)
+        if thread is not None and not await join_thread(thread, self._join_timeout):
+            log.warning("decode thread %s still busy after %.1f s (a blocking read); it ends at its "
+                        "read timeout", thread.name, self._join_timeout)
 
     @property
     def stats(self) -> SourceStats:

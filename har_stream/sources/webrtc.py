@@ -29,6 +29,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from ..errors import InputError, SourceUnreachableError
 from ..frame_queue import FrameQueue, check_settings
 from ..sampling import FpsSampler
+from ..threads import join_thread
 from ..types import DecodedFrame, SourceInfo
 from .base import FrameSource, Prepare, SourceStats
 
@@ -154,16 +155,8 @@ class WebRTCSource(FrameSource):
         self._inbox.close()
         self._out.close()
         thread = self._thread
-        if thread is None:
-            return
-        deadline = time.monotonic() + self._join_timeout
-        delay = 0.001
-        while thread.is_alive():
-            if time.monotonic() >= deadline:
-                log.warning("prepare thread %s still busy after %.1f s", thread.name, self._join_timeout)
-                return
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.02)
+        if thread is not None and not await join_thread(thread, self._join_timeout):
+            log.warning("prepare thread %s still busy after %.1f s", thread.name, self._join_timeout)
 
     @property
     def stats(self) -> SourceStats:
