@@ -100,7 +100,6 @@ class StreamPipeline:
         self.labels = worker.info.labels
         self.stats = StreamStats()
         self.smoother = Smoother(self.labels, settings.smoothing, settings.hysteresis)
-        self.first_window_at: float | None = None
 
     @property
     def primary_source(self) -> Literal["model", "clip"]:
