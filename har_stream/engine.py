@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from .errors import ConfigError, WeightsError
-from .labels import LabelSet, load_label_set
+from .labels import DEFAULT_PROMPT, LabelSet, check_prompt, load_label_set
 from .models.base import VideoModel, pick_device
 from .models.registry import ClipSource, load_clip_encoder, load_model
 from .types import ModelRef
@@ -27,14 +27,13 @@ class ModelChoice:
     labels: str | None = None
     clip_threshold: float = 0.4
     clip_model: str | None = None  # a local CLIP directory; default: the weight store's `clip`
-    prompt: str = "a photo of someone {label}"
+    prompt: str = DEFAULT_PROMPT
     device: str = "auto"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.clip_threshold <= 1.0:
             raise ConfigError(f"--clip-threshold must be between 0 and 1 (got {self.clip_threshold})")
-        if "{label}" not in self.prompt:
-            raise ConfigError("--prompt must contain {label}, e.g. 'a photo of someone {label}'")
+        check_prompt(self.prompt)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,21 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import LabelsError
+from .errors import ConfigError, LabelsError
+
+DEFAULT_PROMPT = "a photo of someone {label}"
+
+
+def check_prompt(prompt: str) -> str:
+    """A CLIP prompt template must name ``{label}`` and nothing else in braces; checked where options arrive."""
+    try:
+        probe = prompt.format(label="\0")
+    except (KeyError, IndexError, ValueError):
+        probe = ""
+    if "\0" not in probe:
+        raise ConfigError(f"CLIP prompt {prompt!r} must contain {{label}} and no other braces, "
+                          f"e.g. {DEFAULT_PROMPT!r}")
+    return prompt
 
 BUILTIN_SETS = ("ucf101", "kinetics400")
 

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from har_stream.errors import ConfigError
+from har_stream.labels import DEFAULT_PROMPT, check_prompt
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_PROMPT = "a photo of someone {label}"
 
 # environment variable -> field; also HAR_STREAM_CONFIG names the config file
 ENV_VARS: Mapping[str, str] = {
@@ -81,8 +81,7 @@ class ServerConfig:
             raise bad("max_peers", "must be at least 1")
         if not 0.0 <= self.clip_threshold <= 1.0:
             raise bad("clip_threshold", "must be between 0 and 1")
-        if "{label}" not in self.prompt:
-            raise bad("prompt", "must contain {label}")
+        check_prompt(self.prompt)
         if self.stride < 1:
             raise bad("stride", "must be at least 1")
         if not self.peer_idle_timeout_s > 0:

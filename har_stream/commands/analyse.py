@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from ..errors import ConfigError, InputError
+from ..labels import DEFAULT_PROMPT
 
 if TYPE_CHECKING:
     from ..analyse import Progress
@@ -36,7 +37,7 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
                         "(default: 0.4)")
     p.add_argument("--clip-model", default=None, metavar="DIR",
                    help="a local CLIP directory (default: the cached openai/clip-vit-base-patch32)")
-    p.add_argument("--prompt", default="a photo of someone {label}", help="CLIP prompt template")
+    p.add_argument("--prompt", default=DEFAULT_PROMPT, help="CLIP prompt template")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: auto")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                    help="inference precision: auto = fp16 on CUDA, fp32 on CPU; bf16 is faster on CPUs with "

@@ -18,11 +18,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..errors import ConfigError, LabelsError, ModelError, WeightsMissingError
-from ..labels import humanize
+from ..errors import LabelsError, ModelError, WeightsMissingError
+from ..labels import DEFAULT_PROMPT, check_prompt, humanize
 from .base import ModelInfo, Size, VideoModel
 
-DEFAULT_PROMPT = "a photo of someone {label}"
 TEXT_BATCH = 256  # prompts per text-encoder call: bounds memory for large label sets
 TEXT_CACHE_SETS = 8  # label sets whose text embeddings are kept; least recently used is evicted
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -59,17 +58,6 @@ def image_geometry(image_processor: Any, image_size: int) -> tuple[int | Size, S
 def _triple(values: Sequence[float]) -> tuple[float, float, float]:
     r, g, b = (float(v) for v in values)
     return r, g, b
-
-
-def check_prompt(prompt: str) -> str:
-    try:
-        probe = prompt.format(label="\0")
-    except (KeyError, IndexError, ValueError):
-        probe = ""
-    if "\0" not in probe:
-        raise ConfigError(f"CLIP prompt {prompt!r} must contain {{label}} and no other braces, "
-                          f"e.g. {DEFAULT_PROMPT!r}")
-    return prompt
 
 
 class ClipEncoder:

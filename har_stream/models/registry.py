@@ -12,14 +12,13 @@ from pathlib import Path
 import torch
 
 from ..errors import ModelError
-from ..labels import LabelSet, load_label_set
+from ..labels import DEFAULT_PROMPT, LabelSet, load_label_set
 from ..weights import WeightStore
 from .base import VideoModel
 from .torchvision_video import TORCHVISION_MODELS
 
 DEFAULT_MODEL = "s3d"
 CLIP_WEIGHTS = "clip"
-DEFAULT_PROMPT = "a photo of someone {label}"
 
 
 @dataclass(frozen=True)
@@ -73,8 +72,8 @@ def load_model(spec: str, *, device: torch.device, store: WeightStore, labels: L
     if spec not in model_names() and (path.suffix in (".pt", ".pth", ".ckpt") or path.exists()):
         return load_cnn_lstm(path, device, name=path.stem)
     if spec == "cnn-lstm":
-        file, _ = _single_file(store, "cnn-lstm")
-        return load_cnn_lstm(file, device)
+        file, sha = _single_file(store, "cnn-lstm")
+        return load_cnn_lstm(file, device, sha256=sha)
     if spec in TORCHVISION_MODELS:
         from .torchvision_video import load_torchvision_video
 
