@@ -68,9 +68,11 @@ class VideoModel(abc.ABC):
     def normalise(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 (N, H, W, 3) → float (N, 3, H, W) normalised with the model's mean/std, on the device."""
         x = frames.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
-        mean = torch.tensor(self.info.mean, device=self.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.info.std, device=self.device).view(1, 3, 1, 1)
-        return (x - mean) / std
+        stats = getattr(self, "_norm_stats", None)
+        if stats is None or stats[0].device != x.device:  # made once per model, not once per batch
+            stats = tuple(torch.tensor(v, device=x.device).view(1, 3, 1, 1) for v in (self.info.mean, self.info.std))
+            self._norm_stats = stats
+        return x.sub_(stats[0]).div_(stats[1])
 
 
 def pick_device(requested: str = "auto") -> torch.device:

@@ -7,7 +7,8 @@ self-describing: they embed the labels and the config, so ``--model my.pt`` is a
 
 from __future__ import annotations
 
-import hashlib
+import os
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ import torchvision
 from torch import nn
 
 from ..errors import ModelError
+from ..fileutil import publish
+from ..weights import sha256_file as file_sha256
 from .base import IMAGENET_MEAN, IMAGENET_STD, ModelInfo, VideoModel
 
 CHECKPOINT_FORMAT = "har-stream/cnn-lstm"
@@ -164,14 +167,6 @@ class CnnLstmModel(VideoModel):
         return self.net.head(windows.to(self.device))
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def save_checkpoint(net: CnnLstmNet, path: Path, *, metrics: dict[str, Any] | None = None,
                     extra: dict[str, Any] | None = None) -> Path:
     """Write a self-describing checkpoint (labels + config embedded) atomically."""
@@ -185,9 +180,14 @@ def save_checkpoint(net: CnnLstmNet, path: Path, *, metrics: dict[str, Any] | No
         "metrics": dict(metrics or {}),
         **(extra or {}),
     }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        publish(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -214,7 +214,9 @@ def _state_dict_problem(err: RuntimeError) -> str:
     return details[0].rstrip(".")[:300] + more
 
 
-def load_cnn_lstm(path: Path, device: torch.device, *, name: str = "cnn-lstm") -> CnnLstmModel:
+def load_cnn_lstm(path: Path, device: torch.device, *, name: str = "cnn-lstm",
+                  sha256: str | None = None) -> CnnLstmModel:
+    """``sha256``: the digest the weight store already checked; computed from the file when not given."""
     payload = read_checkpoint(path)
     config, state = payload.get("config"), payload.get("state_dict")
     if not isinstance(config, dict) or not isinstance(state, dict):
@@ -232,4 +234,4 @@ def load_cnn_lstm(path: Path, device: torch.device, *, name: str = "cnn-lstm") -
     except RuntimeError as err:
         raise ModelError(f"{path}: weights do not fit the CNN-LSTM config ({_state_dict_problem(err)}); "
                          "the file is damaged or was edited: use an intact copy or retrain") from None
-    return CnnLstmModel(net, device, weights_sha256=file_sha256(path), name=name)
+    return CnnLstmModel(net, device, weights_sha256=sha256 or file_sha256(path), name=name)

@@ -14,7 +14,6 @@ from a local file, so torchvision never downloads anything.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from torchvision.models import WeightsEnum
 from torchvision.models import video as tvv
 
 from ..errors import ModelError
+from ..weights import sha256_file
 from .base import ModelInfo, Size, VideoModel
 
 
@@ -111,14 +111,6 @@ class TorchvisionVideoModel(VideoModel):
         return self.net(clips.contiguous(memory_format=self._memory_format))
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise ModelError(f"no such weights file: {path}; fetch it with `har-stream weights pull` or "
@@ -163,5 +155,5 @@ def load_torchvision_video(name: str, weights_file: Path, device: torch.device,
         raise ModelError(f"{weights_file}: weights do not fit {name} ({problem}); "
                          f"use torchvision's published {name} file (`har-stream weights pull {name}`)")
     net.load_state_dict(state)
-    info = model_info(name, sha256 if sha256 is not None else _file_sha256(weights_file))
+    info = model_info(name, sha256 if sha256 is not None else sha256_file(weights_file))
     return TorchvisionVideoModel(net, info, device, spec.channels_last_3d)
