@@ -191,8 +191,9 @@ class ModelService:
         if custom_labels is not None:
             return await self._clip_lease(LabelSet("custom", check_custom_labels(custom_labels)))
         worker = self._ready_worker(slot)
-        if labels is not None and load_label_set(labels).labels != worker.info.labels:
-            return await self._clip_lease(load_label_set(labels))
+        label_set = load_label_set(labels) if labels is not None else None
+        if label_set is not None and label_set.labels != worker.info.labels:
+            return await self._clip_lease(label_set)
         return Lease(slot.name, worker, slot.fallback)
 
     def _ready_worker(self, slot: ModelSlot) -> ModelWorker:

@@ -208,15 +208,10 @@ async def local_server(model: str | None, device: str, stride: int | None,
 
 
 def _untrained_checkpoint(folder: Path) -> Path:
-    import torch
+    from ..models.cnn_lstm import save_checkpoint
+    from .machine import untrained_cnn_lstm_net
 
-    from ..labels import load_label_set
-    from ..models.cnn_lstm import CnnLstmConfig, CnnLstmNet, save_checkpoint
-
-    torch.manual_seed(0)
-    labels = load_label_set("ucf101")
-    net = CnnLstmNet(CnnLstmConfig(labels=labels.labels, label_set="ucf101"))
-    return save_checkpoint(net, folder / "cnn-lstm-resnet18-untrained.pt")
+    return save_checkpoint(untrained_cnn_lstm_net(), folder / "cnn-lstm-resnet18-untrained.pt")
 
 
 def format_run(run: LiveRun) -> str:

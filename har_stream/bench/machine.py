@@ -27,3 +27,16 @@ def describe(device: torch.device) -> str:
     else:
         parts.append("no GPU used")
     return "; ".join(parts)
+
+
+def untrained_cnn_lstm_net():  # -> CnnLstmNet; untyped so this module does not import the model at load
+    """The benchmarks' CNN-LSTM: ResNet-18 → BiLSTM over UCF101's 101 labels, seeded random weights.
+
+    Speed does not depend on the weights' values, and no pretrained weights are needed to measure it.
+    """
+    from ..labels import load_label_set
+    from ..models.cnn_lstm import CnnLstmConfig, CnnLstmNet
+
+    torch.manual_seed(0)
+    labels = load_label_set("ucf101")
+    return CnnLstmNet(CnnLstmConfig(labels=labels.labels, label_set="ucf101"))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -58,17 +57,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def bench_model(spec: str | None, device: torch.device) -> VideoModel:
-    import torch
-
-    from ..models.cnn_lstm import CnnLstmConfig, CnnLstmModel, CnnLstmNet, load_cnn_lstm
-    from ..labels import load_label_set
+    from ..bench.machine import untrained_cnn_lstm_net
+    from ..models.cnn_lstm import CnnLstmModel, load_cnn_lstm
 
     if spec:
         return load_cnn_lstm(Path(spec), device)
-    torch.manual_seed(0)
-    labels = load_label_set("ucf101")
-    net = CnnLstmNet(CnnLstmConfig(labels=labels.labels, label_set="ucf101"))
-    return CnnLstmModel(net, device, name="cnn-lstm (ResNet-18, untrained)")
+    return CnnLstmModel(untrained_cnn_lstm_net(), device, name="cnn-lstm (ResNet-18, untrained)")
 
 
 def run_offline(args: argparse.Namespace) -> int:
@@ -76,13 +70,18 @@ def run_offline(args: argparse.Namespace) -> int:
     from ..bench.offline import run_offline_bench
     from ..models.base import pick_device
 
+    from ..errors import ConfigError
+
+    for option, value in (("--repeats", args.repeats), ("--window", args.window), ("--stride", args.stride)):
+        if value < 1:
+            raise ConfigError(f"{option} must be at least 1 (got {value})")
+    if args.fps is not None and args.fps <= 0:
+        raise ConfigError(f"--fps must be positive (got {args.fps})")
     device = pick_device(args.device)
     model = bench_model(args.model, device)
     fps = args.fps or model.info.fps
-    with tempfile.TemporaryDirectory(prefix="har-bench-"):
-        naive, engine, video = run_offline_bench(model, args.video, window=args.window, stride=args.stride,
-                                                 sample_fps=fps, repeats=args.repeats,
-                                                 precision=args.precision)
+    naive, engine, video = run_offline_bench(model, args.video, window=args.window, stride=args.stride,
+                                             sample_fps=fps, repeats=args.repeats, precision=args.precision)
     print(f"machine: {describe(device)}")
     print(f"model:   {model.info.name}, {model.info.crop[0]}x{model.info.crop[1]}, window {args.window}, "
           f"stride {args.stride}, sampled at {fps:g} fps, precision {args.precision}")
