@@ -11,12 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from har_stream.errors import ModelError
-from har_stream.models.registry import CLIP_WEIGHTS, model_entries, model_names
+from har_stream.models.registry import CLIP_WEIGHTS, is_checkpoint_path, model_entries, model_names
 from har_stream.models.torchvision_video import TORCHVISION_MODELS, model_info
 from har_stream.weights import WeightStore
-
-CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
-
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -39,10 +36,6 @@ def import_command(store: WeightStore, weights: str) -> str:
     if len(entry.files) == 1:
         return f"har-stream weights import {weights} /path/to/{entry.files[0].name}"
     return f"har-stream weights import {weights} /path/to/{weights}-dir"
-
-
-def is_checkpoint_path(spec: str) -> bool:
-    return spec not in model_names() and (Path(spec).suffix in CHECKPOINT_SUFFIXES or Path(spec).expanduser().exists())
 
 
 def build_catalogue(store: WeightStore, default: str, clip_dir: str | None) -> tuple[tuple[ModelSpec, ...], str]:

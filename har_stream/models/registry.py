@@ -63,13 +63,22 @@ def load_clip_encoder(store: WeightStore, device: torch.device, source: ClipSour
     return load_clip(store.directory(CLIP_WEIGHTS), device, prompt=source.prompt, sha256=store.sha256_of(CLIP_WEIGHTS))
 
 
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
+
+
+def is_checkpoint_path(spec: str) -> bool:
+    """A ``--model`` value that names a CNN-LSTM checkpoint file rather than a registry model."""
+    path = Path(spec).expanduser()
+    return spec not in model_names() and (path.suffix in CHECKPOINT_SUFFIXES or path.exists())
+
+
 def load_model(spec: str, *, device: torch.device, store: WeightStore, labels: LabelSet | None = None,
                clip: ClipSource = ClipSource()) -> VideoModel:
     """``spec`` is a registry name or a path to a CNN-LSTM checkpoint file."""
     from .cnn_lstm import load_cnn_lstm
 
     path = Path(spec).expanduser()
-    if spec not in model_names() and (path.suffix in (".pt", ".pth", ".ckpt") or path.exists()):
+    if is_checkpoint_path(spec):
         return load_cnn_lstm(path, device, name=path.stem)
     if spec == "cnn-lstm":
         file, sha = _single_file(store, "cnn-lstm")
