@@ -105,3 +105,12 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def ice_loopback_patch() -> Iterator[None]:
+    """aioice offers no loopback candidates; with this, every peer in this process uses 127.0.0.1 only."""
+    from server.ice import ice_loopback
+
+    with ice_loopback():
+        yield

@@ -11,11 +11,9 @@ from har_stream.bench.live import HEADER, LiveRun, format_run, percentile, run_p
 from har_stream.commands.bench import _peer_counts, _size
 from har_stream.errors import ConfigError
 from server.config import ServerConfig
-from tests.helpers.webrtc_client import ice_loopback_patch, live_server  # noqa: F401 - fixture
+from tests.helpers.webrtc_client import live_server
 
 pytestmark = pytest.mark.usefixtures("ice_loopback_patch", "one_torch_thread")
-
-
 
 
 async def test_run_peers_measures_latency_drops_and_windows(tiny_checkpoint: Path, tmp_path: Path) -> None:

@@ -12,11 +12,9 @@ from yarl import URL
 
 from har_stream.bench.webrtc_client import SyntheticCamera
 from server.config import ServerConfig
-from tests.helpers.webrtc_client import ice_loopback_patch, live_server  # noqa: F401 - fixture
+from tests.helpers.webrtc_client import live_server
 
 pytestmark = pytest.mark.usefixtures("ice_loopback_patch", "one_torch_thread")
-
-
 
 
 async def offer_sdp(*, video: bool, channel: bool) -> str:

@@ -16,18 +16,14 @@ from har_stream.weights import WeightStore, sha256_file
 from server.config import ServerConfig
 from tests.helpers.http_server import StaticServer
 from tests.helpers.tiny_clip import make_tiny_clip
-from tests.helpers.webrtc_client import (  # noqa: F401 - ice_loopback_patch is a fixture
+from har_stream.synthetic import LABELS
+from tests.helpers.webrtc_client import (
     ClientPeer,
-    ice_loopback_patch,
     live_server,
     wait_until,
 )
 
 pytestmark = pytest.mark.usefixtures("ice_loopback_patch", "one_torch_thread")
-
-LABELS = ("moving left", "moving right", "moving up", "holding still")
-
-
 
 
 async def test_offline_missing_default_is_listed_with_its_import_command_and_others_serve(

@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 from tests.helpers.clips import REPO
-from tests.helpers.webrtc_client import ClientPeer, ice_loopback_patch, motion_frames  # noqa: F401 - fixture
+from tests.helpers.webrtc_client import ClientPeer, motion_frames
 
 pytestmark = pytest.mark.usefixtures("ice_loopback_patch")
 

@@ -19,22 +19,18 @@ import torch
 from har_stream.models.base import ModelInfo, VideoModel
 from har_stream.models.cnn_lstm import load_cnn_lstm
 from server.config import ServerConfig
-from tests.helpers.webrtc_client import (  # noqa: F401 - ice_loopback_patch is a fixture
+from har_stream.synthetic import LABELS
+from tests.helpers.webrtc_client import (
     LABEL_KEYS,
     ClientPeer,
     clean_windows,
     engine_threads,
-    ice_loopback_patch,
     label_counts,
     live_server,
     wait_until,
 )
 
 pytestmark = pytest.mark.usefixtures("ice_loopback_patch", "one_torch_thread")
-
-LABELS = ("moving left", "moving right", "moving up", "holding still")
-
-
 
 
 def config(checkpoint: Path, tmp_path: Path, **kw: object) -> ServerConfig:

@@ -11,23 +11,21 @@ import asyncio
 import contextlib
 import threading
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-import pytest
 from aiohttp import web
 
 from har_stream.bench.webrtc_client import IN_FRAME_STARTS, ClientPeer, SyntheticCamera, motion_frames
 from server.app import create_app
 from server.config import ServerConfig
-from server.ice import ice_loopback
 from server.keys import MODELS, PEERS
 
 __all__ = [
     "IN_FRAME_STARTS", "LOOP_FRAMES", "ClientPeer", "LiveServer", "SyntheticCamera", "clean_windows",
-    "engine_threads", "ice_loopback_patch", "label_counts", "live_server", "motion_frames", "wait_until",
+    "engine_threads", "label_counts", "live_server", "motion_frames", "wait_until",
 ]
 
 FPS = 15.0
@@ -35,13 +33,6 @@ LOOP_SECONDS = 1.6
 LOOP_FRAMES = int(round(LOOP_SECONDS * FPS))  # the webcam restarts its clip every 24 frames
 LABEL_KEYS = {"type", "stream", "t", "window", "window_index", "label", "confidence", "top5", "source",
               "smoothed_label", "latency_ms"}
-
-
-@pytest.fixture
-def ice_loopback_patch() -> Iterator[None]:
-    """aioice offers no loopback candidates; with this, every peer in this process uses 127.0.0.1 only."""
-    with ice_loopback():
-        yield
 
 
 @dataclass
