@@ -107,9 +107,8 @@ async function loadModels(first = false) {
   }
 }
 
-form.addEventListener("submit", (event) => {
-  event.preventDefault();
-  if (session.running) return;
+// Start (or, while running, re-connect) with what the form says; bad input is shown, nothing is sent.
+function launch(begin) {
   const { options, error } = readOptions();
   if (error) {
     view.error(error, { kind: "input" });
@@ -117,7 +116,12 @@ form.addEventListener("submit", (event) => {
   }
   running = options;
   applyButton.hidden = true;
-  session.start(options);
+  begin(options);
+}
+
+form.addEventListener("submit", (event) => {
+  event.preventDefault();
+  if (!session.running) launch((options) => session.start(options));
 });
 
 $("stop").addEventListener("click", () => {
@@ -127,16 +131,7 @@ $("stop").addEventListener("click", () => {
   $("start").focus();
 });
 
-applyButton.addEventListener("click", () => {
-  const { options, error } = readOptions();
-  if (error) {
-    view.error(error, { kind: "input" });
-    return;
-  }
-  running = options;
-  applyButton.hidden = true;
-  session.restart(options);
-});
+applyButton.addEventListener("click", () => launch((options) => session.restart(options)));
 
 for (const control of [$("model-select"), labelSet, customLabels, stride]) {
   control.addEventListener("input", controlsChanged);
