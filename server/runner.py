@@ -7,8 +7,10 @@ free one) and turns both signals into the same orderly stop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
@@ -41,6 +43,21 @@ async def serve(config: ServerConfig, stop: asyncio.Event | None = None) -> None
             loop.remove_signal_handler(sig)
         await runner.cleanup()
         log.info("stopped")
+
+
+@contextlib.asynccontextmanager
+async def listening(config: ServerConfig) -> AsyncIterator[tuple[web.Application, str]]:
+    """The app serving on a free 127.0.0.1 port, for in-process use (tests, ``bench live``); yields (app, url)
+    and stops it (peers, then models) on exit."""
+    app = create_app(config)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        yield app, f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
 
 
 def run(config: ServerConfig) -> int:

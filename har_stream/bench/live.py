@@ -168,12 +168,10 @@ async def local_server(model: str | None, device: str, stride: int | None,
     Without ``model`` it serves an untrained ResNet-18 CNN-LSTM at 112x112 over UCF101's 101 labels (speed does
     not depend on the weights' values), written to a temporary checkpoint.
     """
-    from aiohttp import web
-
-    from server.app import create_app
     from server.config import ServerConfig
     from server.ice import ice_loopback
     from server.keys import MODELS
+    from server.runner import listening
 
     with contextlib.ExitStack() as stack:
         tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="har-bench-live-"))
@@ -184,12 +182,7 @@ async def local_server(model: str | None, device: str, stride: int | None,
         config = ServerConfig(model=spec, device=device, port=0, clip_threshold=0.0, stride=stride or 8,
                               max_peers=64, preload=False, peer_idle_timeout_s=30.0,
                               torch_threads=torch_threads, precision=precision)
-        app = create_app(config)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
+        async with listening(config) as (app, url):
             service = app[MODELS]
             slot = await service.wait_ready(service.default, timeout=600)
             if slot.status != "ready" or slot.worker is None:
@@ -202,9 +195,7 @@ async def local_server(model: str | None, device: str, stride: int | None,
             desc = (f"{info.name} ({info.family}, {info.crop[0]}x{info.crop[1]}, {info.frames} frames at "
                     f"{info.fps:g} fps, {info.num_classes} labels) on {service.device}, in this process, "
                     f"{torch.get_num_threads()} torch threads, precision {precision}")
-            yield f"http://127.0.0.1:{runner.addresses[0][1]}", desc
-        finally:
-            await runner.cleanup()
+            yield url, desc
 
 
 def _untrained_checkpoint(folder: Path) -> Path:

@@ -19,9 +19,9 @@ import aiohttp
 from aiohttp import web
 
 from har_stream.bench.webrtc_client import IN_FRAME_STARTS, ClientPeer, SyntheticCamera, motion_frames
-from server.app import create_app
 from server.config import ServerConfig
 from server.keys import MODELS, PEERS
+from server.runner import listening
 
 __all__ = [
     "IN_FRAME_STARTS", "LOOP_FRAMES", "ClientPeer", "LiveServer", "SyntheticCamera", "clean_windows",
@@ -65,19 +65,11 @@ class LiveServer:
 @contextlib.asynccontextmanager
 async def live_server(config: ServerConfig, *, wait_for_default: bool = True) -> AsyncIterator[LiveServer]:
     """The real app on a free 127.0.0.1 port, with a client session; stopped (peers, models) on exit."""
-    app = create_app(config)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    async with listening(config) as (app, url):
         if wait_for_default:
             await app[MODELS].wait_ready(app[MODELS].default, timeout=60)
         async with aiohttp.ClientSession() as session:
             yield LiveServer(app, url, session)
-    finally:
-        await runner.cleanup()
 
 
 def window_frames(event: dict[str, Any], fps: float = FPS) -> tuple[int, int]:
