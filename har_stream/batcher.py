@@ -1,8 +1,15 @@
 """Dynamic batching: many streams' requests → one batched call on the model's inference thread.
 
-Requests wait at most ``max_wait_ms`` for company, and a batch never exceeds ``max_batch``. The request queue
-is bounded with the ``block`` policy: a caller that outruns the model waits in ``submit`` (backpressure), so
-live sources shed load at their own frame queue (``drop_oldest``), where dropping is cheap and counted.
+Requests wait at most ``max_wait_ms`` for company, and a batch never exceeds ``max_batch``. Both request
+queues are bounded with the ``block`` policy: a caller that outruns the model waits in ``submit``
+(backpressure), so live sources shed load at their own frame queue (``drop_oldest``), where dropping is cheap
+and counted.
+
+Two lanes: live requests first, then ``background`` ones (offline jobs) to fill the batch. While live
+requests are about (one came in the last ``LIVE_RECENT_S``), at most ``background_batch`` background items
+join a batch. Why: an offline job can always supply a full batch, and live streams sharing the model must not
+wait behind it; capping its share also keeps each batch short, so a live frame that arrives while a batch runs
+waits for a short batch. With no live traffic, background work gets full batches.
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ In = TypeVar("In")
 Out = TypeVar("Out")
 
 log = logging.getLogger(__name__)
+
+LIVE_RECENT_S = 1.0
 
 
 @dataclass
@@ -42,51 +51,78 @@ class DynamicBatcher(Generic[In, Out]):
     """
 
     def __init__(self, fn: Callable[[list[In]], Sequence[Out]], *, executor: Executor, name: str,
-                 max_batch: int = 16, max_wait_ms: float = 5.0, queue_size: int = 256) -> None:
+                 max_batch: int = 16, max_wait_ms: float = 5.0, queue_size: int = 256,
+                 background_batch: int | None = None) -> None:
         if max_batch < 1 or queue_size < 1:
             raise ValueError("max_batch and queue_size must be positive")
+        if background_batch is not None and background_batch < 1:
+            raise ValueError("background_batch must be positive")
         self.fn = fn
         self.name = name
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000.0
         self.executor = executor
         self.stats = BatcherStats()
+        self.background_batch = min(max_batch, background_batch or max(1, max_batch // 2))
         self._queue: asyncio.Queue[tuple[In, asyncio.Future[Out]]] = asyncio.Queue(maxsize=queue_size)
+        self._background: asyncio.Queue[tuple[In, asyncio.Future[Out]]] = asyncio.Queue(maxsize=queue_size)
+        self._wake = asyncio.Event()  # set on every submit; the collector sleeps on it
+        self._last_live = float("-inf")  # monotonic time a live item was last taken
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name=f"batcher-{self.name}")
 
-    async def submit(self, item: In) -> asyncio.Future[Out]:
-        """Enqueue one item (waiting for room: policy ``block``) and return the future of its output."""
+    async def submit(self, item: In, *, background: bool = False) -> asyncio.Future[Out]:
+        """Enqueue one item (waiting for room: policy ``block``) and return the future of its output.
+
+        ``background`` items are served only after every waiting live item (see the module docstring)."""
         task = self._task
         if task is None or task.done():
             raise RuntimeError(f"batcher {self.name} is not running")
         fut: asyncio.Future[Out] = asyncio.get_running_loop().create_future()
-        await self._queue.put((item, fut))
+        await (self._background if background else self._queue).put((item, fut))
+        self._wake.set()
         if self._task is not task:  # closed while we waited for room: nobody would ever serve this
             self._cancel_queued()
         return fut
 
-    async def __call__(self, item: In) -> Out:
-        return await (await self.submit(item))
+    async def __call__(self, item: In, *, background: bool = False) -> Out:
+        return await (await self.submit(item, background=background))
+
+    def _take(self, batch: list[tuple[In, asyncio.Future[Out]]], background_taken: int) -> int | None:
+        """Move one waiting item into ``batch``, live first. Returns 0 for a live item, 1 for a background
+        one, None when nothing may be taken."""
+        if not self._queue.empty():
+            batch.append(self._queue.get_nowait())
+            self._last_live = time.monotonic()
+            return 0
+        live_about = time.monotonic() - self._last_live < LIVE_RECENT_S
+        if (not live_about or background_taken < self.background_batch) and not self._background.empty():
+            batch.append(self._background.get_nowait())
+            return 1
+        return None
 
     async def _collect(self) -> list[tuple[In, asyncio.Future[Out]]]:
-        batch = [await self._queue.get()]
-        deadline = time.monotonic() + self.max_wait
+        batch: list[tuple[In, asyncio.Future[Out]]] = []
+        background = 0
         try:
+            while (taken := self._take(batch, background)) is None:
+                self._wake.clear()
+                await self._wake.wait()
+            background += taken
+            deadline = time.monotonic() + self.max_wait
             while len(batch) < self.max_batch:
-                try:
-                    batch.append(self._queue.get_nowait())
+                if (taken := self._take(batch, background)) is not None:
+                    background += taken
                     continue
-                except asyncio.QueueEmpty:
-                    pass
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
+                self._wake.clear()
                 try:
-                    batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+                    await asyncio.wait_for(self._wake.wait(), remaining)
                 except TimeoutError:
                     break
         except asyncio.CancelledError:  # closed while waiting for company: these left the queue, so
@@ -136,6 +172,7 @@ class DynamicBatcher(Generic[In, Out]):
         self._cancel_queued()
 
     def _cancel_queued(self) -> None:
-        while not self._queue.empty():
-            _, fut = self._queue.get_nowait()
-            fut.cancel()
+        for queue in (self._queue, self._background):
+            while not queue.empty():
+                _, fut = queue.get_nowait()
+                fut.cancel()

@@ -44,6 +44,7 @@ class StreamSettings:
     live: bool = False
     window_queue: int = 64  # offline: how far the source may run ahead, so batches fill
     fallback_queue: int = 8
+    max_in_flight: int | None = None  # cap on this stream's frames waiting for the shared encoder (live)
 
     def __post_init__(self) -> None:
         if self.window < 1:
@@ -52,10 +53,17 @@ class StreamSettings:
             raise ConfigError(f"--stride must be at least 1 (got {self.stride})")
         if self.fps is not None and self.fps <= 0:
             raise ConfigError(f"--fps must be positive (got {self.fps})")
+        if self.max_in_flight is not None and self.max_in_flight < 1:
+            raise ConfigError(f"max_in_flight must be at least 1 (got {self.max_in_flight})")
 
     @property
     def policy(self) -> Policy:
         return "drop_oldest" if self.live else "block"
+
+    @property
+    def background(self) -> bool:
+        """Offline work yields to live streams on a shared worker."""
+        return not self.live
 
 
 def top_prediction(probs: np.ndarray, labels: tuple[str, ...], source: Literal["model", "clip"],
@@ -120,13 +128,22 @@ class StreamPipeline:
         # run ahead of the shared worker by more than that (queued windows), so on failure or cancellation
         # these are cancelled too: a dead stream must not keep the worker busy with its frames.
         in_flight: set[asyncio.Future[Any]] = set()
+        # Why a cap per live stream: the worker's queue is shared and sized for batching, so one stream could
+        # park a second of frames in it when the model is slow, and its labels would lag by that much. Capped,
+        # the pipeline stops pulling instead, and the source's drop_oldest queue sheds (and counts) old frames.
+        slots = asyncio.Semaphore(self.settings.max_in_flight) if self.settings.max_in_flight else None
+        background = self.settings.background
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._classify_loop(windows, refine), name=f"{self.name}-classify")
                 if self.fallback is not None:
                     tg.create_task(self._fallback_loop(refine), name=f"{self.name}-fallback")
                 async for frame in self.source.frames():
-                    feature = await self.worker.encode(frame.image)
+                    if slots is not None:
+                        await slots.acquire()
+                    feature = await self.worker.encode(frame.image, background=background)
+                    if slots is not None:
+                        feature.add_done_callback(lambda _: slots.release())
                     if not feature.done():
                         in_flight.add(feature)
                         feature.add_done_callback(in_flight.discard)
@@ -157,7 +174,8 @@ class StreamPipeline:
         pending: deque[tuple[Window, asyncio.Future[np.ndarray]]] = deque()
         while (window := await windows.get()) is not None:
             features = await self._answer(asyncio.gather(*(s.feature for s in window.slots)))
-            pending.append((window, await self.worker.submit_classify(features)))
+            pending.append((window, await self.worker.submit_classify(features,
+                                                                     background=self.settings.background)))
             while pending and (len(pending) >= in_flight or pending[0][1].done()):
                 await self._publish(*pending.popleft(), refine)
         while pending:

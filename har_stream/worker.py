@@ -102,14 +102,17 @@ class ModelWorker:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    async def encode(self, image: np.ndarray | av.VideoFrame) -> asyncio.Future[torch.Tensor]:
-        """Queue one frame for encoding; returns the future of its feature (waits only for queue room)."""
-        return await self.encoder.submit(image)
+    async def encode(self, image: np.ndarray | av.VideoFrame, *,
+                     background: bool = False) -> asyncio.Future[torch.Tensor]:
+        """Queue one frame for encoding; returns the future of its feature (waits only for queue room).
+        ``background`` work (offline jobs) yields to live streams (see ``DynamicBatcher``)."""
+        return await self.encoder.submit(image, background=background)
 
-    async def submit_classify(self, features: Sequence[torch.Tensor]) -> asyncio.Future[np.ndarray]:
+    async def submit_classify(self, features: Sequence[torch.Tensor], *,
+                              background: bool = False) -> asyncio.Future[np.ndarray]:
         """Queue one window; returns the future of its probabilities (waits only for queue room)."""
-        return await self.classifier.submit(features)
+        return await self.classifier.submit(features, background=background)
 
-    async def classify(self, features: Sequence[torch.Tensor]) -> np.ndarray:
+    async def classify(self, features: Sequence[torch.Tensor], *, background: bool = False) -> np.ndarray:
         """Probabilities over ``info.labels`` for one window of features."""
-        return await self.classifier(features)
+        return await self.classifier(features, background=background)

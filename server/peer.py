@@ -15,7 +15,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import numpy as np
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
@@ -27,11 +27,9 @@ from har_stream.pipeline import StreamPipeline, StreamSettings
 from har_stream.preprocess import FramePreparer
 from har_stream.sources.webrtc import WebRTCSource
 from har_stream.types import LabelEvent
-from har_stream.worker import ModelWorker
 
 from .errors import BadRequestError
 from .models_service import Lease
-from .stream_worker import StreamWorker
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +43,7 @@ class PeerSettings:
     stride: int
     idle_timeout_s: float = 10.0
     frame_queue: int = 2
-    max_in_flight: int = 2  # this peer's frames waiting for the shared encoder (see stream_worker.py)
+    max_in_flight: int = 2  # this peer's frames waiting for the shared encoder (see StreamSettings.max_in_flight)
     monitor_interval_s: float = 0.2
     stats_interval_s: float = 1.0
 
@@ -125,11 +123,10 @@ class Peer:
                                        prepare=FramePreparer.for_model(self.info),
                                        queue_size=self.settings.frame_queue,
                                        first_frame_timeout=self.settings.idle_timeout_s)
-            worker = cast(ModelWorker, StreamWorker(self.lease.worker, self.settings.max_in_flight))
             self.pipeline = StreamPipeline(
-                self.id, self.source, worker,
+                self.id, self.source, self.lease.worker,
                 StreamSettings(window=self.info.frames, stride=self.settings.stride, live=True, window_queue=1,
-                               fallback_queue=1),
+                               fallback_queue=1, max_in_flight=self.settings.max_in_flight),
                 self._on_label, self.lease.fallback)
             monitor = asyncio.get_running_loop().create_task(self._monitor(), name=f"peer-{self.id}-monitor")
             async with self.source:

@@ -243,3 +243,55 @@ async def test_aclose_while_a_batch_waits_for_company_cancels_it(executor: Threa
     await asyncio.wait_for(batcher.aclose(), 2.0)
     assert waiting.cancelled(), "a request taken into a batch that never ran was left pending forever"
     assert fn.batches == []
+
+
+async def test_live_items_go_first_and_background_fills_at_most_its_share(executor: ThreadPoolExecutor) -> None:
+    """An offline job (background) queued ahead of live streams must not delay them: the next batch takes the
+    live items first and only ``background_batch`` background ones while live traffic is about."""
+    recorder = Recorder()
+    recorder.gate.clear()
+    batcher = await _started(recorder, executor, max_batch=6, max_wait_ms=20, background_batch=2)
+    try:
+        blocker = await batcher.submit("first")  # occupies the thread while the queues fill
+        assert await asyncio.to_thread(recorder.entered.wait, 5)
+        background = [await batcher.submit(f"bg{i}", background=True) for i in range(8)]
+        live = [await batcher.submit(f"live{i}") for i in range(3)]
+        recorder.gate.set()
+        await asyncio.gather(blocker, *live, *background)
+        assert recorder.batches[1] == ["live0", "live1", "live2", "bg0", "bg1"]
+        assert [len(b) for b in recorder.batches[2:]] and all(len(b) <= 6 for b in recorder.batches[2:])
+        assert [x for b in recorder.batches[2:] for x in b] == [f"bg{i}" for i in range(2, 8)]
+        assert [f.result() for f in live] == [("out", f"live{i}") for i in range(3)]
+    finally:
+        await batcher.aclose()
+
+
+async def test_background_alone_gets_full_batches(executor: ThreadPoolExecutor) -> None:
+    """With no live stream about, an offline job keeps the worker's full batch size (CLI analyse speed)."""
+    recorder = Recorder()
+    recorder.gate.clear()
+    batcher = await _started(recorder, executor, max_batch=4, max_wait_ms=20, background_batch=1)
+    try:
+        first = await batcher.submit("bg-first", background=True)
+        assert await asyncio.to_thread(recorder.entered.wait, 5)
+        rest = [await batcher.submit(f"bg{i}", background=True) for i in range(8)]
+        recorder.gate.set()
+        await asyncio.gather(first, *rest)
+        assert recorder.sizes == [1, 4, 4]
+    finally:
+        await batcher.aclose()
+
+
+async def test_aclose_cancels_waiting_background_items(executor: ThreadPoolExecutor) -> None:
+    recorder = Recorder()
+    recorder.gate.clear()
+    batcher = await _started(recorder, executor, max_batch=2, max_wait_ms=1)
+    blocker = await batcher.submit("first")
+    assert await asyncio.to_thread(recorder.entered.wait, 5)
+    waiting = [await batcher.submit(i, background=True) for i in range(5)]
+    closing = asyncio.ensure_future(batcher.aclose())
+    await asyncio.sleep(0.05)
+    recorder.gate.set()
+    await closing
+    assert blocker.cancelled() or blocker.done()
+    assert all(f.cancelled() for f in waiting[2:])

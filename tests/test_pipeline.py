@@ -182,8 +182,8 @@ class RecordingWorker(ModelWorker):
         super().__init__(*args, **kw)  # type: ignore[arg-type]
         self.handed_out: list[asyncio.Future[torch.Tensor]] = []
 
-    async def encode(self, image):  # type: ignore[no-untyped-def, override]
-        fut = await super().encode(image)
+    async def encode(self, image, *, background=False):  # type: ignore[no-untyped-def, override]
+        fut = await super().encode(image, background=background)
         self.handed_out.append(fut)
         return fut
 
