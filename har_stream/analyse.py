@@ -18,7 +18,7 @@ from .fallback import ClipFallback
 from .pipeline import StreamPipeline, StreamSettings
 from .preprocess import FramePreparer
 from .smoother import build_timeline
-from .sources import open_source
+from .sources import ResolvedMedia, open_source
 from .types import AnalysisResult, LabelEvent, ModelRef, Segment
 from .worker import ModelWorker
 
@@ -71,12 +71,15 @@ class SegmentCollector:
 async def analyse(spec: str, worker: ModelWorker, *, settings: StreamSettings = StreamSettings(),
                   fallback: ClipFallback | None = None, model_ref: ModelRef | None = None,
                   progress: ProgressCallback | None = None, progress_every: float = 0.25,
-                  video_url: str | None = None) -> AnalysisResult:
-    """Analyse a file path or URL with an already started ``worker``; returns the full result."""
+                  video_url: str | None = None,
+                  resolver: Callable[[str], ResolvedMedia] | None = None) -> AnalysisResult:
+    """Analyse a file path or URL with an already started ``worker``; returns the full result.
+
+    ``resolver`` turns an http(s) URL into media instead of the default (yt-dlp for pages)."""
     info_model = worker.info
     sample_fps = settings.fps or info_model.fps
     source = open_source(spec, sample_fps=sample_fps, prepare=FramePreparer.for_model(info_model),
-                         policy="block")
+                         policy="block", resolver=resolver)
     collector = SegmentCollector()
     started = time.monotonic()
     async with source:

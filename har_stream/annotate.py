@@ -3,7 +3,8 @@
 The output is what a person can watch to check a result at a glance, so it re-decodes the input (file or URL)
 and writes an H.264 mp4 that any browser plays. The overlay is rendered with Pillow once per change of label
 (not per frame) and alpha-blended into each frame with numpy, so annotating costs little more than a
-decode + encode.
+decode + encode. ``write_playable_video`` is the same encoder without the overlay: a copy that any browser
+plays, for sources that are not (AVI, MPEG-4 Part 2, streams).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import bisect
 import math
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -237,6 +238,7 @@ def write_annotated_video(
     timeline: Sequence[TimelineEntry],
     *,
     progress: Progress | None = None,
+    options: Mapping[str, str] | None = None,
 ) -> Path:
     """Re-decode ``source`` and write ``out_path`` (H.264 mp4) with the result burned into every frame.
 
@@ -247,25 +249,41 @@ def write_annotated_video(
     ``progress(done, total)`` is called every few frames (``total`` is None when the input does not say);
     an exception raised from it aborts the job. The file appears only when complete: it is written to a temp
     file next to ``out_path`` and renamed; on failure the temp file is removed and ``InputError`` raised.
+    ``options`` go to FFmpeg when opening ``source`` (e.g. HTTP headers).
     """
+    return _encode_to(source, out_path, "annotating", lambda src, tmp: _annotate(
+        src, tmp, segments, timeline, progress, options, overlay=True))
+
+
+def write_playable_video(source: str | Path, out_path: Path, *, progress: Progress | None = None,
+                         options: Mapping[str, str] | None = None) -> Path:
+    """``source`` re-encoded as a plain H.264 mp4 (faststart, yuv420p): what a browser's player can seek in.
+
+    Same contract as ``write_annotated_video`` (blocking, atomic, progress, errors), without the overlay."""
+    return _encode_to(source, out_path, "converting", lambda src, tmp: _annotate(
+        src, tmp, (), (), progress, options, overlay=False))
+
+
+def _encode_to(source: str | Path, out_path: Path, doing: str, encode: Callable[[str, Path], None]) -> Path:
+    """Run ``encode(src, tmp)`` into a temp file next to ``out_path``, then rename it into place."""
     out_path = Path(out_path)
     src = str(source)
     try:
         fd, tmp_name = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.stem}.", suffix=".part.mp4")
         os.close(fd)
     except OSError as err:
-        raise InputError(f"cannot write annotated video to {out_path}: {err.strerror or err}; "
+        raise InputError(f"cannot write {out_path}: {err.strerror or err}; "
                          "check that the folder exists and is writable") from err
     tmp = Path(tmp_name)
     try:
-        _annotate(src, tmp, segments, timeline, progress)
+        encode(src, tmp)
         publish(tmp, out_path)
     except HarStreamError:
         tmp.unlink(missing_ok=True)
         raise
     except (av.FFmpegError, OSError) as err:
         tmp.unlink(missing_ok=True)
-        raise InputError(f"annotating {src} failed: {err}; check the input plays and the output folder "
+        raise InputError(f"{doing} {src} failed: {err}; check the input plays and the output folder "
                          "has space") from err
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -315,9 +333,9 @@ class _H264Writer:
 
 
 def _annotate(src: str, tmp: Path, segments: Sequence[Segment], timeline: Sequence[TimelineEntry],
-              progress: Progress | None) -> None:
+              progress: Progress | None, options: Mapping[str, str] | None, *, overlay: bool) -> None:
     try:
-        container = av.open(src, timeout=(OPEN_TIMEOUT_S, READ_TIMEOUT_S))
+        container = av.open(src, options=dict(options or {}), timeout=(OPEN_TIMEOUT_S, READ_TIMEOUT_S))
     except (av.FFmpegError, OSError) as err:
         raise InputError(f"cannot open video {src}: {err}; check the path or URL") from err
     with container:
@@ -352,14 +370,15 @@ def _annotate(src: str, tmp: Path, segments: Sequence[Segment], timeline: Sequen
                 rgb = to_rgb.reformat(frame, format="rgb24", src_colorspace=writer.src_matrix,
                                       src_color_range=frame.color_range or _AVCOL_RANGE_MPEG).to_ndarray()
                 arr = np.ascontiguousarray(rgb[:painter.height, :painter.width])
-                now = (lookup.entry(t), lookup.segment(t))
-                if now != key:
-                    key = now
-                    patch = painter.label_patch(lookup.timeline[now[0]] if now[0] >= 0 else None,
-                                                lookup.segments[now[1]] if now[1] >= 0 else None)
-                if patch is not None:
-                    patch.apply(arr)
-                painter.draw_bar(arr, t)
+                if overlay:
+                    now = (lookup.entry(t), lookup.segment(t))
+                    if now != key:
+                        key = now
+                        patch = painter.label_patch(lookup.timeline[now[0]] if now[0] >= 0 else None,
+                                                    lookup.segments[now[1]] if now[1] >= 0 else None)
+                    if patch is not None:
+                        patch.apply(arr)
+                    painter.draw_bar(arr, t)
                 writer.write(arr)
                 if progress is not None and writer.count % every == 0:
                     progress(writer.count, total)

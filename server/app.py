@@ -1,8 +1,9 @@
 """``create_app(config)``: the aiohttp application behind ``har-stream serve``.
 
 Every long-lived thing has an owner here: ``cleanup_ctx`` starts the model service (and the aioice loopback
-patch when asked for) and stops it last; the peer registry is closed on shutdown, before the models, so no
-stream outlives the workers it uses.
+patch when asked for) and stops it last; the job manager starts after it and stops before it; the peer
+registry and the jobs' websockets are closed on shutdown, before the models, so no stream or job outlives the
+workers it uses.
 """
 
 from __future__ import annotations
@@ -10,13 +11,17 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 
-from aiohttp import web
+import weakref
 
-from . import api, signalling
+from aiohttp import WSCloseCode, web
+
+from . import api, jobs_api, signalling
 from .config import ServerConfig
 from .errors import error_middleware
 from .ice import ice_loopback
-from .keys import CONFIG, MODELS, PEERS
+from .job_store import JobStore
+from .jobs import JobManager
+from .keys import CONFIG, JOBS, MODELS, PEERS, WEBSOCKETS
 from .models_service import ModelService
 from .peers import PeerRegistry
 
@@ -31,11 +36,16 @@ def create_app(config: ServerConfig) -> web.Application:
     app[CONFIG] = config
     app[PEERS] = PeerRegistry(config.max_peers)
     app[MODELS] = ModelService(config)  # checks the model options now: a typo fails before anything starts
+    app[JOBS] = JobManager(config, app[MODELS], JobStore(config.data_path))
+    app[WEBSOCKETS] = weakref.WeakSet()
     if config.ice_loopback:
         app.cleanup_ctx.append(_ice_loopback_ctx)
     app.cleanup_ctx.append(_models_ctx)
+    app.cleanup_ctx.append(_jobs_ctx)  # cleaned up before the models (cleanup runs in reverse)
     app.on_shutdown.append(_close_peers)
+    app.on_shutdown.append(_close_websockets)
     api.add_routes(app)
+    jobs_api.add_routes(app)
     app.router.add_post("/api/webrtc/offer", signalling.offer)
     return app
 
@@ -54,6 +64,20 @@ async def _models_ctx(app: web.Application) -> AsyncIterator[None]:
     finally:
         await _close_peers(app)  # also when shutdown was skipped (e.g. a test server's plain cleanup)
         await service.aclose()
+
+
+async def _jobs_ctx(app: web.Application) -> AsyncIterator[None]:
+    jobs = app[JOBS]
+    await jobs.start()  # opens the database: a bad --data-dir fails the start, with its reason
+    try:
+        yield
+    finally:
+        await jobs.aclose()  # running jobs go back to the queue for the next start
+
+
+async def _close_websockets(app: web.Application) -> None:
+    for ws in tuple(app[WEBSOCKETS]):
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
 
 
 async def _close_peers(app: web.Application) -> None:

@@ -33,6 +33,10 @@ ENV_VARS: Mapping[str, str] = {
     "HAR_STREAM_STRIDE": "stride",
     "HAR_STREAM_PEER_IDLE_TIMEOUT": "peer_idle_timeout_s",
     "HAR_STREAM_PRECISION": "precision",
+    "HAR_STREAM_DATA": "data_dir",
+    "HAR_STREAM_MAX_UPLOAD_MB": "max_upload_mb",
+    "HAR_STREAM_JOB_CONCURRENCY": "job_concurrency",
+    "HAR_STREAM_ALLOW_PRIVATE_URLS": "allow_private_urls",
 }
 CONFIG_ENV = "HAR_STREAM_CONFIG"
 DEVICES = ("auto", "cpu", "cuda")
@@ -64,6 +68,11 @@ class ServerConfig:
     precision: str = "auto"  # inference autocast: auto (fp16 on CUDA, fp32 on CPU), fp32, bf16, fp16
     preload: bool = True  # also load every other model whose weights are already cached
     shutdown_timeout_s: float = 3.0
+    data_dir: Path | None = None  # jobs, uploads, results; None: $XDG_DATA_HOME/har-stream or ~/.local/share/…
+    max_upload_mb: float = 2048.0  # uploads over this are refused (413) while they stream in
+    job_concurrency: int = 1  # offline jobs analysed at once; the rest wait in the queue
+    max_queued_jobs: int = 32  # jobs waiting to start; more are refused with 429 (policy: reject)
+    allow_private_urls: bool = False  # let jobs fetch URLs on loopback / private networks (tests, a LAN)
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> ConfigError:
@@ -96,6 +105,24 @@ class ServerConfig:
             raise bad("precision", "must be one of auto, fp32, bf16, fp16")
         if not self.shutdown_timeout_s > 0:
             raise bad("shutdown_timeout_s", "must be positive")
+        if not self.max_upload_mb > 0:
+            raise bad("max_upload_mb", "must be positive")
+        if self.job_concurrency < 1:
+            raise bad("job_concurrency", "must be at least 1")
+        if self.max_queued_jobs < 1:
+            raise bad("max_queued_jobs", "must be at least 1")
+
+    @property
+    def data_path(self) -> Path:
+        """Where jobs live: ``data_dir``, else the XDG data folder."""
+        if self.data_dir is not None:
+            return self.data_dir.resolve()
+        base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+        return (Path(base) / "har-stream").resolve()
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
 
     @property
     def url(self) -> str:
@@ -168,8 +195,8 @@ def read_config_file(path: Path) -> dict[str, Any]:
         if name not in FIELDS:
             raise ConfigError(f"config file {path}: unknown setting {key!r}; known: {', '.join(FIELDS)}")
         out[name] = _convert(name, value, f"config file {path}")
-    if "web_dir" in out or "home" in out or "manifest" in out:  # relative paths are relative to the file
-        for name in ("web_dir", "home", "manifest"):
+    if out.keys() & {"web_dir", "home", "manifest", "data_dir"}:  # relative paths are relative to the file
+        for name in ("web_dir", "home", "manifest", "data_dir"):
             if out.get(name) is not None and not out[name].is_absolute():
                 out[name] = (Path(path).parent / out[name]).resolve()
     return out

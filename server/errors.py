@@ -21,6 +21,18 @@ class BadRequestError(HarStreamError):
     http_status = 400
 
 
+class NotFoundError(HarStreamError):
+    """No such job (or file of a job)."""
+
+    http_status = 404
+
+
+class PayloadTooLargeError(HarStreamError):
+    """An upload larger than ``max_upload_mb``: refused while it streams in, not after."""
+
+    http_status = 413
+
+
 class NotReadyError(HarStreamError):
     """A model exists but is still downloading or loading; asking again later will work."""
 
@@ -50,9 +62,10 @@ async def error_middleware(request: web.Request, handler: web.Handler) -> web.St
 
 def _http_message(request: web.Request, exc: web.HTTPException) -> str:
     if exc.status == 404:
-        return f"nothing at {request.path}; the API lives under /api (health, models, status, webrtc/offer)"
+        return (f"nothing at {request.path}; the API lives under /api (health, models, status, webrtc/offer, "
+                "jobs) and /predict")
     if exc.status == 405:
         return f"{request.method} is not allowed on {request.path}; see the API description in the README"
     if exc.status == 413:
-        return "request body too large; an offer is a few kilobytes of SDP"
+        return "request body too large; an offer is a few kilobytes of SDP, a job's JSON a few hundred bytes"
     return exc.reason or f"HTTP {exc.status}"

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import weakref
+
 from aiohttp import web
 
 from .config import ServerConfig
+from .jobs import JobManager
 from .models_service import ModelService
 from .peers import PeerRegistry
 
 CONFIG = web.AppKey("config", ServerConfig)
 MODELS = web.AppKey("models", ModelService)
 PEERS = web.AppKey("peers", PeerRegistry)
+JOBS = web.AppKey("jobs", JobManager)
+WEBSOCKETS = web.AppKey("websockets", weakref.WeakSet[web.WebSocketResponse])  # closed on shutdown

@@ -10,7 +10,7 @@ import av
 import pytest
 
 from har_stream.models.cnn_lstm import file_sha256
-from tests.helpers.clips import CHANGE_AT, acceptable_labels, run_cli
+from tests.helpers.clips import check_labels_and_boundary, run_cli
 
 FPS = 15.0
 
@@ -21,17 +21,6 @@ def analyse_json(clip: Path | str, checkpoint: Path, env: dict[str, str], out: P
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     return json.loads(out.read_text())
-
-
-def check_labels_and_boundary(result: dict, stride: int) -> None:
-    segments = result["segment_predictions"]
-    right = [s["label"] in acceptable_labels(s["start"], s["end"]) for s in segments]
-    assert sum(right) / len(segments) >= 0.9, [(s["start"], s["end"], s["label"]) for s in segments]
-    timeline = result["timeline"]
-    assert timeline[0]["label"] == "moving left" and timeline[-1]["label"] == "holding still", timeline
-    boundaries = [e["start"] for e in timeline[1:]]
-    nearest = min(boundaries, key=lambda b: abs(b - CHANGE_AT))
-    assert abs(nearest - CHANGE_AT) <= stride / FPS, (boundaries, timeline)
 
 
 @pytest.mark.parametrize("stride", [4, 8])

@@ -1,4 +1,4 @@
-"""``har-stream serve``: the live web app — camera in the browser, labels back over WebRTC.
+"""``har-stream serve``: the web app — live camera labels over WebRTC, and analysis jobs for files and URLs.
 
 Options override environment variables (``HAR_STREAM_PORT``...), which override the config file, which
 overrides the defaults (see ``server/config.py``). The server (aiohttp, aiortc, torch) is imported only when
@@ -38,11 +38,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", default=None, choices=("auto", "fp32", "bf16", "fp16"),
                    help="inference precision: auto = fp16 on CUDA, fp32 on CPU; bf16 is faster on CPUs with "
                         "AVX512-BF16/AMX")
+    p.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
+                   help="where analysis jobs, uploads and results are kept (default: ~/.local/share/har-stream)")
+    p.add_argument("--max-upload-mb", type=float, default=None, metavar="MB",
+                   help="largest upload accepted, in MiB (default: 2048)")
+    p.add_argument("--job-concurrency", type=int, default=None, metavar="N",
+                   help="analysis jobs run at once; the rest queue (default: 1, so live streams keep their share)")
+    p.add_argument("--allow-private-urls", action="store_const", const=True, default=None,
+                   help="let analysis jobs fetch URLs on loopback or private networks (refused by default)")
     p.set_defaults(func=run)
 
 
 CLI_FIELDS = ("host", "port", "model", "device", "max_peers", "clip_threshold", "clip_model", "stride",
-              "peer_idle_timeout_s", "ice_loopback", "torch_threads", "precision")
+              "peer_idle_timeout_s", "ice_loopback", "torch_threads", "precision", "data_dir", "max_upload_mb",
+              "job_concurrency", "allow_private_urls")
 
 
 def run(args: argparse.Namespace) -> int:

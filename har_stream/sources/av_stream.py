@@ -154,7 +154,7 @@ class AvSource(ThreadedSource):
             return self.spec, options, self._scheme in LIVE_SCHEMES
         media = self.resolved = self._resolver(self.spec)
         if media.http_headers and "headers" not in options:
-            options["headers"] = "".join(f"{k}: {v}\r\n" for k, v in media.http_headers.items())
+            options.update(media.ffmpeg_options())
         return media.url, options, media.is_live
 
     def _open_error(self, exc: BaseException, elapsed: float) -> InputError:
@@ -164,7 +164,7 @@ class AvSource(ThreadedSource):
                 return InputError(f"cannot read {self.spec}: permission denied; check the file's permissions")
             if isinstance(exc, FileNotFoundError):
                 return InputError(f"no such file: {self.spec}; check the path")
-            if isinstance(exc, av.InvalidDataError) and _looks_like_container(self._path):
+            if isinstance(exc, av.InvalidDataError) and looks_like_container(self._path):
                 return InputError(f"{self.spec} is truncated or damaged: FFmpeg cannot read it ({reason}); "
                                   "re-export or re-download the file")
             return NotVideoError(f"{self.spec} is not a video FFmpeg can read ({reason}); "
@@ -207,7 +207,7 @@ def _reason(exc: BaseException) -> str:
     return str(text).splitlines()[0]
 
 
-def _looks_like_container(path: str) -> bool:
+def looks_like_container(path: str) -> bool:
     """True when the file starts like a video container (so an open failure means damage, not a non-video)."""
     try:
         with open(path, "rb") as f:

@@ -35,6 +35,12 @@ class ResolvedMedia:
     is_live: bool = False
     duration: float | None = None
 
+    def ffmpeg_options(self) -> dict[str, str]:
+        """What ``av.open`` needs to fetch ``url`` as yt-dlp would (its HTTP headers)."""
+        if not self.http_headers:
+            return {}
+        return {"headers": "".join(f"{k}: {v}\r\n" for k, v in self.http_headers.items())}
+
 
 class _QuietLog:
     """yt-dlp's logger hook: its chatter goes to our debug log, never to the terminal."""

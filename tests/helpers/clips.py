@@ -25,6 +25,19 @@ def acceptable_labels(start: float, end: float, script=CHANGE_SCRIPT) -> set[str
     return {label for label, v in covered.items() if v >= best - 1e-6 - 0.035 * (end - start)}
 
 
+def check_labels_and_boundary(result: dict, stride: int, fps: float = 15.0) -> None:
+    """An analysis of the CHANGE_SCRIPT clip is right: ≥90% of windows right, the timeline goes left → still,
+    and its boundary lies within one stride of the true change."""
+    segments = result["segment_predictions"]
+    right = [s["label"] in acceptable_labels(s["start"], s["end"]) for s in segments]
+    assert sum(right) / len(segments) >= 0.9, [(s["start"], s["end"], s["label"]) for s in segments]
+    timeline = result["timeline"]
+    assert timeline[0]["label"] == "moving left" and timeline[-1]["label"] == "holding still", timeline
+    boundaries = [e["start"] for e in timeline[1:]]
+    nearest = min(boundaries, key=lambda b: abs(b - CHANGE_AT))
+    assert abs(nearest - CHANGE_AT) <= stride / fps, (boundaries, timeline)
+
+
 def run_cli(*args: str, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
     """Run the real ``har-stream`` entry point in a subprocess, as a user would."""
     return subprocess.run([sys.executable, "-m", "har_stream.cli", *args], env=env, capture_output=True,

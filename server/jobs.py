@@ -1,0 +1,370 @@
+"""Offline analysis jobs: a bounded queue, a fixed number of runners, and each job's life from queued to done.
+
+Why a fixed number of runners (``job_concurrency``, default 1): jobs share the models with live streams, and
+an offline run can always use the whole machine. Their inference already yields to live streams in the
+batcher (the background lane); limiting how many run at once bounds their decode and encode work too.
+The queue's policy is ``reject``: past ``max_queued_jobs`` waiting jobs, ``submit`` fails with 429 at once
+rather than letting a backlog grow without bound.
+
+A job's states are persisted (``JobStore``); its progress is in memory and watchers get the latest snapshot
+(policy: conflate — a slow watcher skips intermediate progress, never the final state). On a clean stop,
+running jobs go back to ``queued`` and run again at the next start; a crash leaves them ``running``, which the
+store marks failed when it opens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TypeVar
+
+from har_stream.analyse import Progress, analyse
+from har_stream.annotate import write_annotated_video, write_playable_video
+from har_stream.errors import HarStreamError, OverloadedError
+from har_stream.export import write_csv, write_json
+from har_stream.fallback import ClipFallback
+from har_stream.pipeline import StreamSettings
+from har_stream.sources import ResolvedMedia, is_direct_media_url, resolve_url
+from har_stream.types import AnalysisResult, ModelRef
+
+from .config import ServerConfig
+from .errors import NotFoundError
+from .job_store import JobOptions, JobRecord, JobSource, JobStore
+from .models_service import ModelService
+from .uploads import probe
+from .url_guard import check_public_url
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+PLAYABLE = "playable.mp4"
+ANNOTATED = "annotated.mp4"
+RESULT_JSON = "result.json"
+RESULT_CSV = "result.csv"
+# Share of the overall progress bar each phase takes, when it runs.
+PHASE_WEIGHTS = {"resolving": 0.02, "analysing": 0.7, "transcoding": 0.14, "rendering": 0.14}
+
+
+class _Aborted(Exception):
+    """Raised inside a blocking encode's progress callback to stop it when its job is cancelled."""
+
+
+@dataclass
+class JobProgress:
+    """A running job's live figures. Mutated on the event loop only."""
+
+    phase: str | None = None
+    fraction: float = 0.0  # overall, 0..1
+    realtime: float | None = None
+    duration: float | None = None
+
+
+class JobManager:
+    """Owns the runners. ``await start()`` once the models are starting; ``await aclose()`` before they stop."""
+
+    def __init__(self, config: ServerConfig, models: ModelService, store: JobStore) -> None:
+        self.config = config
+        self.models = models
+        self.store = store
+        self._active: dict[str, JobRecord] = {}  # queued and running jobs
+        self._progress: dict[str, JobProgress] = {}
+        self._pending: deque[str] = deque()
+        self._wake = asyncio.Condition()
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._cancel_requested: set[str] = set()
+        self._changed: dict[str, asyncio.Event] = {}
+        self._runners: list[asyncio.Task[None]] = []
+        self._closing = False
+
+    # -- lifecycle ----------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        resumed = await self.store.open()
+        for record in resumed:
+            self._active[record.id] = record
+            self._pending.append(record.id)
+        if resumed:
+            log.info("resuming %d queued analysis job(s)", len(resumed))
+        self._runners = [asyncio.get_running_loop().create_task(self._runner(), name=f"jobs-runner-{n}")
+                         for n in range(self.config.job_concurrency)]
+
+    async def aclose(self) -> None:
+        """Stop the runners: running jobs are cut off and go back to ``queued`` for the next start."""
+        self._closing = True
+        for task in self._runners:
+            task.cancel()
+        await asyncio.gather(*self._runners, return_exceptions=True)
+        self._runners = []
+        for event in self._changed.values():
+            event.set()
+        await self.store.aclose()
+
+    # -- queries ------------------------------------------------------------------------------------------
+
+    @property
+    def queued(self) -> int:
+        return len(self._pending)
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    def progress(self, job_id: str) -> JobProgress | None:
+        return self._progress.get(job_id)
+
+    async def get(self, job_id: str) -> JobRecord:
+        record = self._active.get(job_id) or await self.store.get(job_id)
+        if record is None:
+            raise NotFoundError(f"no job {job_id!r}; GET /api/jobs lists the jobs this server has")
+        return record
+
+    async def list(self) -> list[JobRecord]:
+        stored = await self.store.list()
+        return [self._active.get(r.id, r) for r in stored]
+
+    async def changed(self, job_id: str, timeout: float) -> None:
+        """Wait until ``job_id`` changes (or ``timeout`` passes)."""
+        event = self._changed.setdefault(job_id, asyncio.Event())
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except TimeoutError:
+            pass
+
+    async def wait_final(self, job_id: str) -> JobRecord:
+        """The job's record once it is done, failed or cancelled."""
+        while not (record := await self.get(job_id)).final:
+            if self._closing:
+                raise OverloadedError("the server is stopping; the job will run again when it restarts")
+            await self.changed(job_id, 1.0)
+        return record
+
+    # -- commands -----------------------------------------------------------------------------------------
+
+    def check_room(self) -> None:
+        """429 now, before a client spends minutes uploading into a full queue."""
+        if self._closing:
+            raise OverloadedError("the server is stopping; submit the job again when it is back")
+        if len(self._pending) >= self.config.max_queued_jobs:
+            raise OverloadedError(f"{len(self._pending)} jobs are already waiting (the limit is "
+                                  f"{self.config.max_queued_jobs}); try again when some have finished")
+
+    async def submit(self, job_id: str, source: JobSource, options: JobOptions) -> JobRecord:
+        """Queue a job whose files (if any) are already in its folder. Checks the model and labels first, so a
+        typo fails the request, not the job minutes later."""
+        self.check_room()
+        lease = await self.models.acquire(options.model, options.labels, options.custom_labels)
+        lease.release()
+        self.check_room()  # the lease may have waited on CLIP's text encoder
+        if options.model is None and options.labels is None and options.custom_labels is None:
+            options = replace(options, model=lease.model)  # the default now, even if the default changes later
+        record = JobRecord(id=job_id, state="queued", created=time.time(), source=source, options=options)
+        await self.store.put(record)
+        self._active[job_id] = record
+        async with self._wake:
+            self._pending.append(job_id)
+            self._wake.notify()
+        log.info("job %s queued: %s %s", job_id, source.kind, source.name)
+        return record
+
+    async def cancel(self, job_id: str) -> JobRecord:
+        """Cancel a queued or running job; waits until it has stopped and its partial files are gone."""
+        record = await self.get(job_id)
+        if record.final:
+            return record
+        self._cancel_requested.add(job_id)
+        if job_id in self._pending:
+            self._pending.remove(job_id)
+            await self.store.remove_files(job_id)
+            await self._finish(record, "cancelled", "cancelled before it started; its files were removed")
+        elif (task := self._running.get(job_id)) is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        return await self.get(job_id)
+
+    async def delete(self, job_id: str) -> None:
+        """Remove a finished job and its files."""
+        record = await self.get(job_id)
+        if not record.final:
+            raise RuntimeError("delete() needs a finished job; cancel it first")
+        await self.store.delete(job_id)
+        self._notify(job_id)
+        self._changed.pop(job_id, None)
+        log.info("job %s deleted", job_id)
+
+    # -- running ------------------------------------------------------------------------------------------
+
+    async def _runner(self) -> None:
+        while True:
+            async with self._wake:
+                await self._wake.wait_for(lambda: bool(self._pending))
+                job_id = self._pending.popleft()
+            record = self._active.get(job_id)
+            if record is None or record.state != "queued":
+                continue
+            task = asyncio.get_running_loop().create_task(self._execute(record), name=f"job-{job_id}")
+            self._running[job_id] = task
+            try:
+                await asyncio.wait({task})
+            except asyncio.CancelledError:  # the server stops: cut the job off, run it again next time
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                back = replace(record, state="queued", started=None)
+                await self.store.put(back)
+                self._active.pop(job_id, None)
+                raise
+            finally:
+                self._running.pop(job_id, None)
+
+    async def _execute(self, record: JobRecord) -> None:
+        job_id = record.id
+        record = replace(record, state="running", started=time.time())
+        self._active[job_id] = record
+        self._progress[job_id] = progress = JobProgress()
+        await self.store.put(record)
+        self._notify(job_id)
+        log.info("job %s running", job_id)
+        try:
+            result, artifacts = await self._run(record, progress)
+        except asyncio.CancelledError:
+            if job_id not in self._cancel_requested:
+                await self.store.remove_outputs(record)
+                raise  # the server is stopping; the runner re-queues it
+            await self.store.remove_files(job_id)
+            await self._finish(record, "cancelled", "cancelled while running; its files were removed")
+        except HarStreamError as err:
+            await self.store.remove_outputs(record)
+            await self._finish(record, "failed", str(err))
+        except Exception as err:
+            log.exception("job %s failed", job_id)
+            await self.store.remove_outputs(record)
+            await self._finish(record, "failed", f"internal error ({type(err).__name__}: {err}); the server log "
+                                                 "has the details")
+        else:
+            await self._finish(replace(record, duration=result.duration, artifacts=artifacts), "done", None)
+            log.info("job %s done: %.1f s of video in %.1f s", job_id, result.duration, result.elapsed_s)
+
+    async def _finish(self, record: JobRecord, state: str, error: str | None) -> None:
+        final = replace(record, state=state, error=error, finished=time.time())  # type: ignore[arg-type]
+        await self.store.put(final)
+        self._active.pop(record.id, None)
+        self._progress.pop(record.id, None)
+        self._cancel_requested.discard(record.id)
+        self._notify(record.id)
+
+    def _notify(self, job_id: str) -> None:
+        event = self._changed.pop(job_id, None)
+        if event is not None:
+            event.set()
+
+    async def _run(self, record: JobRecord, progress: JobProgress) -> tuple[AnalysisResult, dict[str, str]]:
+        """Analyse, then write the result files, a browser-playable copy when needed, and the annotated video."""
+        folder = self.store.job_dir(record.id)
+        folder.mkdir(parents=True, exist_ok=True)
+        options = record.options
+        upload = folder / record.source.ref if record.source.kind == "upload" else None
+        playable = await asyncio.to_thread(probe, upload) if upload is not None else None
+        phases = ["analysing"] + ([] if playable is not None and playable.browser_playable else ["transcoding"])
+        if record.source.kind == "url":
+            phases.insert(0, "resolving")
+        if options.annotate:
+            phases.append("rendering")
+        total = sum(PHASE_WEIGHTS[p] for p in phases)
+        spans, start = {}, 0.0
+        for phase in phases:
+            spans[phase] = (start / total, (start + PHASE_WEIGHTS[phase]) / total)
+            start += PHASE_WEIGHTS[phase]
+
+        def enter(phase: str) -> Callable[[float], None]:
+            progress.phase = phase
+            low, high = spans[phase]
+
+            def report(fraction: float) -> None:
+                progress.fraction = low + (high - low) * min(1.0, max(0.0, fraction))
+                self._notify(record.id)
+            report(0.0)
+            return report
+
+        media: ResolvedMedia | None = None
+        if record.source.kind == "url":
+            enter("resolving")
+            media = await asyncio.to_thread(self._vet_and_resolve, record.source.ref)
+        lease = await self.models.acquire(options.model, options.labels, options.custom_labels)
+        try:
+            report = enter("analysing")
+
+            def on_analysis(p: Progress) -> None:
+                progress.realtime = p.realtime
+                progress.duration = p.duration
+                report(p.fraction or 0.0)
+
+            info = lease.worker.info
+            fallback = None
+            if lease.fallback is not None and options.clip_threshold > 0:
+                fallback = ClipFallback(lease.fallback.worker, options.clip_threshold, cache_frames=4 * info.frames)
+            result = await analyse(
+                str(upload) if upload is not None else record.source.ref, lease.worker,
+                settings=StreamSettings(window=info.frames, stride=options.stride), fallback=fallback,
+                model_ref=ModelRef(name=lease.model, weights_sha256=info.weights_sha256, labels=info.label_set,
+                                   fallback="clip" if fallback is not None else None),
+                progress=on_analysis, video_url=f"/api/jobs/{record.id}/media",
+                resolver=(lambda _url: media) if media is not None else None)
+        finally:
+            lease.release()
+        artifacts = {"result": RESULT_JSON, "csv": RESULT_CSV}
+        await asyncio.to_thread(write_json, result, folder / RESULT_JSON)
+        await asyncio.to_thread(write_csv, result, folder / RESULT_CSV)
+        read_options = media.ffmpeg_options() if media is not None else {}
+        local: Path
+        if "transcoding" in phases:
+            report = enter("transcoding")
+            source = str(upload) if upload is not None else media.url if media is not None else record.source.ref
+            await _blocking(lambda on: write_playable_video(source, folder / PLAYABLE, progress=on,
+                                                            options=read_options), report)
+            artifacts["media"], local = PLAYABLE, folder / PLAYABLE
+        else:
+            assert upload is not None
+            artifacts["media"], local = upload.name, upload
+        if options.annotate:
+            report = enter("rendering")
+            await _blocking(lambda on: write_annotated_video(local, folder / ANNOTATED, result.segments,
+                                                             result.timeline, progress=on), report)
+            artifacts["annotated"] = ANNOTATED
+        progress.fraction = 1.0
+        return result, artifacts
+
+    def _vet_and_resolve(self, url: str) -> ResolvedMedia:
+        """Check the URL, resolve a page with yt-dlp, check where the media really is (blocking)."""
+        allow = self.config.allow_private_urls
+        check_public_url(url, allow_private=allow)
+        if is_direct_media_url(url):
+            return ResolvedMedia(url=url, title=None)
+        media = resolve_url(url)
+        check_public_url(media.url, allow_private=allow)
+        return media
+
+
+async def _blocking(work: Callable[[Callable[[int, int | None], None]], T], report: Callable[[float], None]) -> T:
+    """Run a blocking encode in a thread with progress; cancelling stops the encode before returning, so the
+    caller can remove its files safely."""
+    loop = asyncio.get_running_loop()
+    stop = threading.Event()
+
+    def on_progress(done: int, total: int | None) -> None:  # the encode's thread
+        if stop.is_set():
+            raise _Aborted()
+        if total:
+            loop.call_soon_threadsafe(report, done / total)
+
+    future = loop.run_in_executor(None, work, on_progress)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        stop.set()
+        await asyncio.gather(future, return_exceptions=True)
+        raise
