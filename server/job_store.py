@@ -30,8 +30,8 @@ T = TypeVar("T")
 JobState = Literal["queued", "running", "done", "failed", "cancelled"]
 FINAL_STATES: frozenset[str] = frozenset({"done", "failed", "cancelled"})
 SCHEMA_VERSION = 1
-INTERRUPTED = ("the server stopped unexpectedly while this job was running; its partial output was discarded, "
-               "submit it again")
+INTERRUPTED = ("the server stopped unexpectedly while this job was running; its files were removed, submit it "
+               "again")
 
 
 @dataclass(frozen=True)
@@ -131,7 +131,7 @@ class JobStore:
         """Open (or create) the database; returns the jobs that were queued when the server last stopped.
 
         Jobs still marked ``running`` were cut off by a crash: they are marked failed with a reason, and
-        their partial files removed."""
+        their files removed (as for any failed job)."""
         return await self._call(self._open)
 
     def _open(self) -> list[JobRecord]:
@@ -162,7 +162,7 @@ class JobStore:
         self._db = db
         crashed = [_record(r) for r in db.execute("SELECT * FROM jobs WHERE state = 'running'")]
         for record in crashed:
-            self._remove_outputs(record)
+            shutil.rmtree(self.job_dir(record.id), ignore_errors=True)
             self._put(replace(record, state="failed", error=INTERRUPTED, finished=time.time(), artifacts={}))
         return [_record(r) for r in db.execute("SELECT * FROM jobs WHERE state = 'queued' ORDER BY created")]
 

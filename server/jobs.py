@@ -238,11 +238,11 @@ class JobManager:
             await self.store.remove_files(job_id)
             await self._finish(record, "cancelled", "cancelled while running; its files were removed")
         except HarStreamError as err:
-            await self.store.remove_outputs(record)
+            await self.store.remove_files(job_id)
             await self._finish(record, "failed", str(err))
         except Exception as err:
             log.exception("job %s failed", job_id)
-            await self.store.remove_outputs(record)
+            await self.store.remove_files(job_id)
             await self._finish(record, "failed", f"internal error ({type(err).__name__}: {err}); the server log "
                                                  "has the details")
         else:

@@ -14,6 +14,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
+from urllib.parse import unquote
 
 import av
 from aiohttp import BodyPartReader, web
@@ -129,8 +130,9 @@ async def _save_file(part: BodyPartReader, folder: Path, max_bytes: int) -> Rece
 
 
 def display_name(filename: str | None) -> str:
-    """The client's file name as text to show: its last path component, printable, at most 200 characters."""
-    name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1]
+    """The client's file name as text to show: its last path component, printable, at most 200 characters.
+    Percent-escapes are decoded first (some clients, aiohttp's among them, quote the name that way)."""
+    name = unquote(filename or "").replace("\\", "/").rsplit("/", 1)[-1]
     name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C").strip()
     return name[:200] or "upload"
 
