@@ -112,7 +112,7 @@ def parse_options(fields: dict[str, Any], defaults: JobOptions) -> JobOptions:
     stride = number("stride", int, defaults.stride)
     if not 1 <= stride <= 256:
         raise BadRequestError(f"stride must be between 1 and 256 frames, got {stride}")
-    threshold = number("clip_threshold", float, defaults.clip_threshold)
+    threshold = number("clip_threshold", float, float(defaults.clip_threshold))
     if not 0.0 <= threshold <= 1.0:
         raise BadRequestError(f"clip_threshold must be between 0 and 1, got {threshold}")
     annotate = fields.get("annotate", defaults.annotate)

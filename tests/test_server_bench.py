@@ -55,3 +55,24 @@ def test_peer_counts_and_size_options() -> None:
     assert _size("640x480") == (640, 480)
     with pytest.raises(ConfigError, match="--size"):
         _size("640")
+
+
+async def test_bench_jobs_runs_a_job_beside_live_peers_and_reports_both(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    from har_stream.bench.jobs import format_mixed, run_mixed
+    from har_stream.synthetic import write_motion_clip
+
+    clip = write_motion_clip(tmp_path / "job.mp4", [("moving left", 1.6), ("holding still", 1.6)] * 8, seed=2)
+
+    config = ServerConfig(model=str(tiny_checkpoint), offline=True, home=tmp_path / "home", port=0,
+                          data_dir=tmp_path / "data")
+    async with live_server(config) as server:
+        alone, job_alone, together, job_during = await run_mixed(server.url, clip, 2, seconds=1.5, stride=4,
+                                                                 size=(160, 120))
+        listing = await server.get("/api/jobs")
+    assert listing[1]["jobs"] == []  # the bench cleans up its jobs
+    for job in (job_alone, job_during):
+        assert job.media_s == pytest.approx(25.6, abs=0.1) and 0 < job.analysis_s <= job.wall_s
+    assert alone.peers == together.peers == 2 and together.seconds >= job_during.analysis_s * 0.5
+    assert together.refused is None and together.frames_received > 0
+    lines = format_mixed(alone, job_alone, together, job_during, bound_ms=300)
+    assert "x realtime" in lines[1] and lines[-1].rsplit(" ", 1)[-1] in ("yes", "no")

@@ -13,7 +13,7 @@ import contextlib
 import statistics
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,8 +77,9 @@ async def _status(session: aiohttp.ClientSession, url: str) -> dict[str, dict[st
 
 async def run_peers(url: str, peers: int, *, seconds: float = 10.0, fps: float = 15.0, model: str | None = None,
                     stride: int | None = None, size: tuple[int, int] = (320, 240),
-                    warmup_timeout: float = 60.0) -> LiveRun:
-    """Connect ``peers`` clients, wait until each has its first label, then measure for ``seconds``."""
+                    warmup_timeout: float = 60.0, during: Callable[[], Awaitable[None]] | None = None) -> LiveRun:
+    """Connect ``peers`` clients, wait until each has its first label, then measure for ``seconds`` (or, with
+    ``during``, for as long as that coroutine runs: e.g. an offline job)."""
     frames = {m: motion_frames(m, width=size[0], height=size[1], fps=fps) for m in MOTIONS}
     async with aiohttp.ClientSession() as session:
         clients: list[ClientPeer] = []
@@ -94,7 +95,7 @@ async def run_peers(url: str, peers: int, *, seconds: float = 10.0, fps: float =
             before = await _status(session, url)
             sent_before = sum(c.camera.sent for c in clients)
             started = time.monotonic()
-            await asyncio.sleep(seconds)
+            await (during() if during is not None else asyncio.sleep(seconds))
             after = await _status(session, url)
             elapsed = time.monotonic() - started
             sent = sum(c.camera.sent for c in clients) - sent_before
@@ -181,7 +182,7 @@ async def local_server(model: str | None, device: str, stride: int | None,
         spec = model or str(_untrained_checkpoint(Path(tmp)))
         config = ServerConfig(model=spec, device=device, port=0, clip_threshold=0.0, stride=stride or 8,
                               max_peers=64, preload=False, peer_idle_timeout_s=30.0,
-                              torch_threads=torch_threads, precision=precision)
+                              torch_threads=torch_threads, precision=precision, data_dir=Path(tmp) / "data")
         async with listening(config) as (app, url):
             service = app[MODELS]
             slot = await service.wait_ready(service.default, timeout=600)

@@ -55,6 +55,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                       help="clients offer 127.0.0.1 only (for a server started with --ice-loopback)")
     live.set_defaults(func=run_live)
 
+    jobs = bsub.add_parser("jobs", help="an offline job beside N live peers: job speed, and whether live stays "
+                                        "in real time (side by side with each alone)")
+    jobs.add_argument("--peers", type=int, default=4, help="live peers beside the job (default: 4)")
+    jobs.add_argument("--seconds", type=float, default=10.0, help="measured seconds of the peers-alone run")
+    jobs.add_argument("--video", type=Path, default=None,
+                      help="video the job analyses (default: a 60 s 640x480 30 fps synthetic clip)")
+    jobs.add_argument("--stride", type=int, default=None, help="frames between windows, live and job (default: 8)")
+    jobs.add_argument("--bound-ms", type=float, default=300.0,
+                      help="live p95 server latency that counts as within bound (default: 300)")
+    jobs.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    jobs.add_argument("--torch-threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    jobs.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
+                      help="inference precision (default: auto = fp32 on CPU)")
+    jobs.set_defaults(func=run_jobs)
+
 
 def bench_model(spec: str | None, device: torch.device) -> VideoModel:
     from ..bench.machine import untrained_cnn_lstm_net
@@ -162,4 +177,40 @@ async def _run_live(args: argparse.Namespace, counts: list[int], size: tuple[int
             best = n
         print(f"largest number of peers sustained in real time with no drops: {best if best else 'none'}"
               + (f" (of {', '.join(map(str, counts))})" if len(counts) > 1 else ""))
+    return 0
+
+
+def run_jobs(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from ..errors import ConfigError
+
+    if args.peers < 1 or not args.seconds > 0:
+        raise ConfigError("--peers must be at least 1 and --seconds positive")
+    if args.video is not None and not args.video.is_file():
+        raise ConfigError(f"--video {args.video} is not a file")
+    return asyncio.run(_run_jobs(args))
+
+
+async def _run_jobs(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from ..bench.jobs import format_mixed, run_mixed
+    from ..bench.live import local_server
+    from ..bench.machine import describe
+    from ..bench.offline import make_bench_clip
+    from ..models.base import pick_device
+
+    with tempfile.TemporaryDirectory(prefix="har-bench-jobs-") as tmp:
+        clip = args.video or make_bench_clip(Path(tmp), seconds=60.0)  # long enough to measure the peers during it
+        async with local_server(None, args.device, args.stride, args.torch_threads, precision=args.precision) \
+                as (url, where):
+            print(f"machine: {describe(pick_device(args.device))}")
+            print(f"server:  {where}")
+            print(f"job:     {clip.name}, uploaded to /api/jobs (no annotated video); peers: synthetic 320x240 "
+                  "webcams at 15 fps; clients run on this machine too")
+            alone, job_alone, together, job_during = await run_mixed(url, clip, args.peers, seconds=args.seconds,
+                                                                     stride=args.stride)
+            for line in format_mixed(alone, job_alone, together, job_during, args.bound_ms):
+                print(line)
     return 0
