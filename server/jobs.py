@@ -26,7 +26,7 @@ from typing import TypeVar
 
 from har_stream.analyse import Progress, analyse
 from har_stream.annotate import write_annotated_video, write_playable_video
-from har_stream.errors import HarStreamError, OverloadedError
+from har_stream.errors import HarStreamError, InputError, OverloadedError
 from har_stream.export import write_csv, write_json
 from har_stream.fallback import ClipFallback
 from har_stream.pipeline import StreamSettings
@@ -34,11 +34,11 @@ from har_stream.sources import ResolvedMedia, is_direct_media_url, resolve_url
 from har_stream.types import AnalysisResult, ModelRef
 
 from .config import ServerConfig
-from .errors import NotFoundError
+from .errors import NotFoundError, NotReadyError
 from .job_store import JobOptions, JobRecord, JobSource, JobStore
-from .models_service import ModelService
+from .models_service import Lease, ModelService
 from .uploads import probe
-from .url_guard import check_public_url
+from .url_guard import check_public_url, redact
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ PLAYABLE = "playable.mp4"
 ANNOTATED = "annotated.mp4"
 RESULT_JSON = "result.json"
 RESULT_CSV = "result.csv"
+MODEL_WAIT_S = 600.0  # a job waits this long for its model to finish loading or downloading
 # Share of the overall progress bar each phase takes, when it runs.
 PHASE_WEIGHTS = {"resolving": 0.02, "analysing": 0.7, "transcoding": 0.14, "rendering": 0.14}
 
@@ -294,7 +295,7 @@ class JobManager:
         if record.source.kind == "url":
             enter("resolving")
             media = await asyncio.to_thread(self._vet_and_resolve, record.source.ref)
-        lease = await self.models.acquire(options.model, options.labels, options.custom_labels)
+        lease = await self._lease(record.id, options, progress)
         try:
             report = enter("analysing")
 
@@ -338,6 +339,20 @@ class JobManager:
         progress.fraction = 1.0
         return result, artifacts
 
+    async def _lease(self, job_id: str, options: JobOptions, progress: JobProgress) -> Lease:
+        """The job's model. One still loading or downloading (after a restart, say) is waited for, not failed."""
+        deadline = time.monotonic() + MODEL_WAIT_S
+        while True:
+            try:
+                return await self.models.acquire(options.model, options.labels, options.custom_labels)
+            except NotReadyError:
+                if time.monotonic() > deadline:
+                    raise
+                if progress.phase != "waiting":
+                    progress.phase = "waiting"
+                    self._notify(job_id)
+                await asyncio.sleep(0.25)
+
     def _vet_and_resolve(self, url: str) -> ResolvedMedia:
         """Check the URL, resolve a page with yt-dlp, check where the media really is (blocking)."""
         allow = self.config.allow_private_urls
@@ -346,6 +361,9 @@ class JobManager:
             return ResolvedMedia(url=url, title=None)
         media = resolve_url(url)
         check_public_url(media.url, allow_private=allow)
+        if media.is_live:
+            raise InputError(f"{redact(url)} is a live stream, which never ends; an analysis job needs a video "
+                             "with an end (cut a recording, or watch the stream live)")
         return media
 
 

@@ -177,3 +177,23 @@ async def test_a_finished_job_survives_a_restart_and_an_interrupted_one_is_faile
         interrupted = listing["0123456789ab"]
         assert interrupted["state"] == "failed" and "stopped unexpectedly" in interrupted["error"]
         assert not (store.job_dir("0123456789ab") / ".annotated.x.part.mp4").exists()
+
+
+async def test_a_job_running_at_a_clean_stop_runs_again_after_the_restart(
+        tiny_checkpoint: Path, tmp_path: Path) -> None:
+    long_clip = write_motion_clip(tmp_path / "long.mp4", CHANGE_SCRIPT * 12, seed=3, speed=0.4, start=(0.75, 0.3))
+    config = jobs_config(tiny_checkpoint, tmp_path)
+    async with jobs_client(config) as client:
+        job = await submit(client, long_clip, annotate="false")
+        waiting = await submit(client, long_clip, annotate="false")
+        async with client.ws_connect(f"/api/jobs/{job['id']}/ws") as ws:
+            while (await ws.receive_json(timeout=60))["state"] != "running":
+                pass
+    # stopped mid-job: nothing half-written stays, the upload does
+    assert job_files(config) == sorted([f"{job['id']}/input.mp4", f"{waiting['id']}/input.mp4"])
+
+    async with jobs_client(config) as client:
+        for queued in (job, waiting):
+            again = await finished(client, queued["id"])
+            assert again["state"] == "done", again["error"]
+            assert again["result"]["duration"] == pytest.approx(38.4, abs=0.1)
