@@ -14,6 +14,7 @@ import socket
 from urllib.parse import urlsplit
 
 from har_stream.errors import InputError
+from har_stream.sources.urls import redact
 
 from .errors import BadRequestError
 
@@ -73,11 +74,3 @@ def _kind(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
     if address.is_private:
         return "private-network"
     return "non-public"
-
-
-def redact(url: str) -> str:
-    """The URL without user name and password: what pages, the API and logs may show."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]).geturl()
