@@ -212,6 +212,11 @@ class JobManager:
             self._running[job_id] = task
             try:
                 await asyncio.wait({task})
+                if not task.cancelled() and (err := task.exception()) is not None:  # e.g. the disk is full
+                    log.error("job %s could not be recorded: %s", job_id, err, exc_info=err)
+                    self._active.pop(job_id, None)
+                    self._progress.pop(job_id, None)
+                    self._notify(job_id)
             except asyncio.CancelledError:  # the server stops: cut the job off, run it again next time
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)

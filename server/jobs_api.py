@@ -158,8 +158,9 @@ async def _source(received: ReceivedRequest, folder: Path, allow_private: bool) 
         raise BadRequestError("send either a video file or a url, not both")
     if received.upload is not None:
         upload = received.upload
-        await asyncio.to_thread(probe, upload.path)  # 415 for anything that is not a video
-        name = stored_name(upload.filename)
+        found = await asyncio.to_thread(probe, upload.path)  # 415 for anything that is not a video
+        # a file the player can use as it is gets the extension of what it is, so it is served as that type
+        name = f"input.{found.container}" if found.container else stored_name(upload.filename)
         await asyncio.to_thread(upload.path.rename, folder / name)
         return JobSource("upload", upload.filename, name, upload.size)
     if url in (None, ""):

@@ -55,6 +55,7 @@ class Probe:
     readable: bool
     browser_playable: bool
     codec: str | None = None
+    container: str | None = None  # "mp4", "webm" or "ogg" when a browser plays it as it is
 
 
 async def receive(request: web.Request, folder: Path, *, max_bytes: int) -> ReceivedRequest:
@@ -155,9 +156,9 @@ def probe(path: Path) -> Probe:
             codec = stream.codec_context.name
             formats = set(container.format.name.split(","))
             pix_fmt = stream.codec_context.pix_fmt or ""
-            playable = any(fmt in formats and codec in codecs for fmt, codecs in BROWSER_CODECS.items()) and \
-                pix_fmt in ("yuv420p", "yuvj420p")
-            return Probe(True, playable, codec)
+            playable = next((fmt for fmt, codecs in BROWSER_CODECS.items() if fmt in formats and codec in codecs
+                             and pix_fmt in ("yuv420p", "yuvj420p")), None)
+            return Probe(True, playable is not None, codec, playable)
     except av.FFmpegError as err:
         if looks_like_container(os.fspath(path)):
             return Probe(True, False)
