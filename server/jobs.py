@@ -245,7 +245,7 @@ class JobManager:
             await self._finish(record, "cancelled", "cancelled while running; its files were removed")
         except HarStreamError as err:
             await self.store.remove_files(job_id)
-            await self._finish(record, "failed", str(err))
+            await self._finish(record, "failed", self._public_message(record, err))
         except Exception as err:
             log.exception("job %s failed", job_id)
             await self.store.remove_files(job_id)
@@ -254,6 +254,14 @@ class JobManager:
         else:
             await self._finish(replace(record, duration=result.duration, artifacts=artifacts), "done", None)
             log.info("job %s done: %.1f s of video in %.1f s", job_id, result.duration, result.elapsed_s)
+
+    def _public_message(self, record: JobRecord, err: HarStreamError) -> str:
+        """The error as users may see it: the upload's name instead of its path in the data directory, the
+        URL without credentials."""
+        text = str(err)
+        if record.source.kind == "upload":
+            text = text.replace(str(self.store.job_dir(record.id) / record.source.ref), record.source.name)
+        return text.replace(record.source.ref, record.source.name)
 
     async def _finish(self, record: JobRecord, state: str, error: str | None) -> None:
         final = replace(record, state=state, error=error, finished=time.time())  # type: ignore[arg-type]

@@ -205,6 +205,12 @@ async def delete_job(request: web.Request) -> web.Response:
     return web.json_response({"deleted": record.id})
 
 
+async def cancel_job(request: web.Request) -> web.Response:
+    """Cancel only: unlike DELETE, a job that finished meanwhile is kept (200, as it is)."""
+    jobs = request.app[JOBS]
+    return web.json_response(job_json(jobs, await jobs.cancel(request.match_info["id"])))
+
+
 async def job_file(request: web.Request) -> web.FileResponse:
     jobs = request.app[JOBS]
     record = await jobs.get(request.match_info["id"])
@@ -302,6 +308,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/jobs", list_jobs)
     app.router.add_get("/api/jobs/{id}", get_job)
     app.router.add_delete("/api/jobs/{id}", delete_job)
+    app.router.add_post("/api/jobs/{id}/cancel", cancel_job)
     app.router.add_get("/api/jobs/{id}/ws", job_events)
     app.router.add_get("/api/jobs/{id}/{file}", job_file)
     app.router.add_post("/predict", predict)

@@ -139,6 +139,9 @@ async def test_cancel_a_queued_and_a_running_job_then_delete_removes_everything(
 
         third = await submit(client, long_clip, annotate="false")  # the runner is free again
         assert (await finished(client, third["id"]))["state"] == "done"
+        kept = await client.post(f"/api/jobs/{third['id']}/cancel")  # cancel-only: a finished job stays
+        assert kept.status == 200 and (await kept.json())["state"] == "done"
+        assert (await client.get(f"/api/jobs/{third['id']}/media")).status == 200
 
         for job in (queued, running, third):
             response = await client.delete(f"/api/jobs/{job['id']}")

@@ -57,6 +57,7 @@ async def test_damaged_videos_fail_their_job_with_the_decoders_reason(
         for clip in (cut_header, cut_frames):
             job = await finished(client, (await submit(client, clip))["id"])
             assert job["state"] == "failed" and "truncated or damaged" in job["error"], job["error"]
+            assert job["error"].startswith(clip.name) and str(config.data_path) not in job["error"]
             assert "result" not in job and job["links"]["media"] is None
             assert job_files(config) == []  # a failed job keeps no files
             await client.delete(f"/api/jobs/{job['id']}")

@@ -222,3 +222,20 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     for node in item.listchain():
         for server in getattr(node, "har_servers", ()):
             add(f"har-stream serve log (port {server.port})", server.log_text())
+
+
+# -- the analysis page's server -----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def jobs_server(request: pytest.FixtureRequest, tiny_checkpoint: Path,
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer | None]:
+    """One server of the tiny model that keeps its analysis jobs in a fresh folder (--data-dir), shared by
+    the module's tests; None outside the namespace."""
+    if not inside(request):
+        yield None
+        return
+    folder = tmp_path_factory.mktemp("serve-jobs")
+    server = _tiny_server(tiny_checkpoint, folder, "--data-dir", str(folder / "jobs"))
+    request.node.har_servers = [server]
+    yield server.start()
+    server.stop()
