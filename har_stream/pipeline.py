@@ -133,6 +133,7 @@ class StreamPipeline:
         # the pipeline stops pulling instead, and the source's drop_oldest queue sheds (and counts) old frames.
         slots = asyncio.Semaphore(self.settings.max_in_flight) if self.settings.max_in_flight else None
         background = self.settings.background
+        epoch: int | None = None  # a live source's connection number (``LiveFrame.epoch``), when it has one
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._classify_loop(windows, refine), name=f"{self.name}-classify")
@@ -147,6 +148,10 @@ class StreamPipeline:
                     if not feature.done():
                         in_flight.add(feature)
                         feature.add_done_callback(in_flight.discard)
+                    if (frame_epoch := getattr(frame, "epoch", None)) != epoch:
+                        if epoch is not None:
+                            scheduler.restart()  # reconnected: windows start again on the new connection
+                        epoch = frame_epoch
                     slot = FrameSlot(self.stats.frames, frame.pts, frame.arrival, feature,
                                      frame.frame if keep_frames else None)
                     self.stats.frames += 1

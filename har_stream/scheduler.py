@@ -53,11 +53,17 @@ class WindowScheduler:
             return self._emit(self.ring.last(self.window))
         return None
 
+    def restart(self) -> None:
+        """Fill afresh, after a break in the stream (a camera reconnected): no window mixes frames from both
+        sides of it. Window indexes keep counting."""
+        self.ring.clear()
+        self._pushed = 0
+
     def flush(self) -> Window | None:
         """At end of media: one last window ending at the last frame, unless one already does."""
-        if not len(self.ring) or self._last_window_end_seq == self._pushed - 1:
-            return None
         slots = tuple(self.ring)
+        if not slots or self._last_window_end_seq == slots[-1].seq:
+            return None
         if len(slots) < self.window:  # short clip: loop its frames to fill one window
             slots = tuple(slots[i % len(slots)] for i in range(self.window))
             slots = tuple(sorted(slots, key=lambda s: s.seq))

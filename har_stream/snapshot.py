@@ -6,22 +6,20 @@ costs ~10 ms and ~200 KB as JPEG, a 320-pixel copy a few KB, and events are kept
 
 ``RecentFrames`` keeps a few recent frames of a stream (small copies) by presentation time, so the event
 detector can ask for "the frame at stream time t" when a window sets a new peak; they are encoded only then.
-``SnapshotTap`` wraps a ``FrameSource`` to feed it.
+Feed it from a ``TapSource`` (``har_stream.sources.tap``) with ``RecentFrames.keep``.
 """
 
 from __future__ import annotations
 
 import io
 from collections import deque
-from collections.abc import AsyncIterator
 
 import av
 import numpy as np
 from PIL import Image
 
 from .errors import ConfigError
-from .sources.base import FrameSource, SourceStats
-from .types import DecodedFrame, SourceInfo
+from .types import DecodedFrame
 
 DEFAULT_MAX_SIZE = 320
 DEFAULT_QUALITY = 80
@@ -49,8 +47,7 @@ def encode_jpeg(frame: av.VideoFrame | np.ndarray, *, max_size: int = DEFAULT_MA
 class RecentFrames:
     """A few recent frames of one stream, small and by stream time: the ``Snapshotter`` for the event detector.
 
-    Feed it the stream's sampled frames (``push(frame.pts, frame.frame)``, or wrap the source in
-    ``SnapshotTap``) and hand it to ``ActionEventDetector(snapshot=...)``. Why copies and not the decoded
+    Feed it the stream's sampled frames (``push(frame.pts, frame.frame)``, or ``TapSource(source, recent.keep)``) and hand it to ``ActionEventDetector(snapshot=...)``. Why copies and not the decoded
     frames: a 1080p frame is 3 MB, so holding a couple of seconds of them per camera would cost hundreds of
     MB. Instead one frame per ``every_s`` is kept, downscaled to ``max_size`` while converting to RGB
     (swscale: ~2 ms for a 1080p frame, so ~10 ms a second per stream at the default rate), and JPEG-encoded
@@ -73,6 +70,10 @@ class RecentFrames:
         self.max_size = max_size
         self.quality = quality
         self._frames: deque[tuple[float, np.ndarray]] = deque(maxlen=capacity)
+
+    def keep(self, frame: DecodedFrame) -> None:
+        """``push`` for a decoded frame: the ``on_frame`` of a ``TapSource``."""
+        self.push(frame.pts, frame.frame)
 
     def push(self, pts: float, frame: av.VideoFrame | np.ndarray) -> None:
         if self._frames:
@@ -124,27 +125,3 @@ def _rgb_array(frame: np.ndarray) -> np.ndarray:
     if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
         raise ValueError(f"a snapshot needs an (H, W, 3) uint8 RGB array, got {array.shape} {array.dtype}")
     return array
-
-
-class SnapshotTap(FrameSource):
-    """A ``FrameSource`` that passes another's frames through unchanged, keeping recent ones in ``recent`` (a
-    ``RecentFrames``) for snapshots. Give the pipeline the tap instead of the source."""
-
-    def __init__(self, source: FrameSource, recent: RecentFrames) -> None:
-        self.source = source
-        self.recent = recent
-
-    async def open(self) -> SourceInfo:
-        return await self.source.open()
-
-    async def frames(self) -> AsyncIterator[DecodedFrame]:
-        async for frame in self.source.frames():
-            self.recent.push(frame.pts, frame.frame)
-            yield frame
-
-    async def close(self) -> None:
-        await self.source.close()
-
-    @property
-    def stats(self) -> SourceStats:
-        return self.source.stats

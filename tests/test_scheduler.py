@@ -121,3 +121,19 @@ async def test_ring_evicts_the_oldest_and_clear_cancels_pending_features() -> No
     assert not slots[0].feature.cancelled()  # evicted earlier: no longer the ring's business
     with pytest.raises(ValueError):
         RingBuffer(0)
+
+
+def test_restart_after_a_break_never_mixes_frames_from_both_sides() -> None:
+    """A camera reconnects after frame 9: the next window holds only frames 10.. and indexes keep counting."""
+    loop = asyncio.new_event_loop()
+    try:
+        scheduler = WindowScheduler(4, 2, STEP)
+        before = [w for seq in range(10) if (w := scheduler.push(_slot(loop, seq))) is not None]
+        scheduler.restart()
+        after = [w for seq in range(10, 17) if (w := scheduler.push(_slot(loop, seq))) is not None]
+        assert [[s.seq for s in w.slots] for w in before][-1] == [6, 7, 8, 9]
+        assert [[s.seq for s in w.slots] for w in after] == [[10, 11, 12, 13], [12, 13, 14, 15]]
+        assert [w.index for w in after] == [len(before), len(before) + 1]
+        assert [s.seq for s in scheduler.flush().slots] == [13, 14, 15, 16]
+    finally:
+        loop.close()

@@ -16,7 +16,8 @@ from har_stream.events import ActionEvent, ActionEventDetector, DetectorSettings
 from har_stream.models.cnn_lstm import load_cnn_lstm
 from har_stream.pipeline import StreamPipeline, StreamSettings
 from har_stream.preprocess import FramePreparer
-from har_stream.snapshot import RecentFrames, SnapshotTap
+from har_stream.snapshot import RecentFrames
+from har_stream.sources.tap import TapSource
 from har_stream.sources import open_source
 from har_stream.synthetic import write_motion_clip
 from har_stream.worker import ModelWorker
@@ -45,8 +46,8 @@ async def run_clip(checkpoint: Path, clip: Path, emit: Callable[[ActionEvent], N
     recent = RecentFrames(capacity=1000, every_s=0.0)  # offline: the source may run far ahead of the labels
     detector = ActionEventDetector(stream, model.info.labels, settings, snapshot=recent, emit=emit)
     async with ModelWorker(model) as worker:
-        source = SnapshotTap(open_source(clip, sample_fps=FPS, prepare=FramePreparer.for_model(model.info),
-                                         policy="block"), recent)
+        source = TapSource(open_source(clip, sample_fps=FPS, prepare=FramePreparer.for_model(model.info),
+                                       policy="block"), recent.keep)
         async with source:
             info = await source.open()
             pipeline = StreamPipeline(stream, source, worker, StreamSettings(window=WINDOW, stride=STRIDE), detector)
