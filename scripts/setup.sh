@@ -4,7 +4,8 @@
 # (a stamp in .venv holds its hash), apt-get only when a needed program is missing.
 #
 #   scripts/setup.sh          what running needs (ffmpeg)
-#   scripts/setup.sh --test   what the tests need too (chromium, for the browser tests)
+#   scripts/setup.sh --test   what the tests need too (chromium for the browser tests; GStreamer's RTSP
+#                             server and python3-gi for the RTSP camera tests)
 #
 # Environment: HAR_STREAM_PYTHON=/path/to/python3.11 picks the interpreter; HAR_STREAM_SKIP_APT=1 never
 # calls apt-get (only reports what is missing).
@@ -52,12 +53,24 @@ find_python() {  # the first candidate that can build a venv; else the first new
 }
 
 # ------------------------------------------------------------------------------------------ apt
-# One install step for every system package: ffmpeg always, chromium for the browser tests, and Python
-# itself (with its venv module) when no usable Python 3.11+ is found.
+# One install step for every system package: ffmpeg always, chromium and GStreamer's RTSP server for the
+# tests, and Python itself (with its venv module) when no usable Python 3.11+ is found.
+GST_RTSP_PACKAGES=(gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-plugins-good
+                   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav)
+gst_rtsp_ok() {  # the RTSP test camera (tests/helpers/rtsp_server.py) runs with the system python
+    /usr/bin/python3 -c "import gi; gi.require_version('Gst', '1.0'); gi.require_version('GstRtspServer', '1.0')
+from gi.repository import Gst, GstRtspServer; Gst.init(None)
+raise SystemExit(any(Gst.ElementFactory.find(e) is None for e in ('appsrc', 'videoconvert', 'x264enc', 'rtph264pay')))" \
+        >/dev/null 2>&1
+}
+
 apt_packages=()
 command -v ffmpeg >/dev/null 2>&1 || apt_packages+=(ffmpeg)
 if [[ $want_test == 1 ]] && ! command -v chromium >/dev/null 2>&1; then
     apt_packages+=(chromium)
+fi
+if [[ $want_test == 1 ]] && ! gst_rtsp_ok; then
+    apt_packages+=("${GST_RTSP_PACKAGES[@]}")
 fi
 PY="$(find_python)"
 if [[ -z "$PY" ]]; then
@@ -94,6 +107,10 @@ command -v ffmpeg >/dev/null 2>&1 \
     || die "ffmpeg is missing; install it (Debian: apt-get install -y ffmpeg) and run this script again"
 if [[ $want_test == 1 ]] && ! command -v chromium >/dev/null 2>&1; then
     say "warning: chromium is missing; the browser tests need it (Debian: apt-get install -y chromium)"
+fi
+if [[ $want_test == 1 ]] && ! gst_rtsp_ok; then
+    say "warning: GStreamer's RTSP server is missing; the RTSP camera tests skip without it" \
+        "(Debian: apt-get install -y ${GST_RTSP_PACKAGES[*]})"
 fi
 [[ -n "$PY" ]] || die "no Python 3.11+ found; install python3.11 (with its venv module) or set HAR_STREAM_PYTHON"
 python_ok "$PY" || die "$PY cannot create virtual environments; install its venv package (Debian: python3-venv)"

@@ -15,15 +15,17 @@ import weakref
 
 from aiohttp import WSCloseCode, web
 
-from . import api, jobs_api, signalling
+from . import api, jobs_api, signalling, streams_api
 from .config import ServerConfig
 from .errors import error_middleware
 from .ice import ice_loopback
+from .event_hub import EventHub
 from .job_store import JobStore
 from .jobs import JobManager
-from .keys import CONFIG, JOBS, MODELS, PEERS, WEBSOCKETS
+from .keys import CONFIG, EVENTS, JOBS, MODELS, PEERS, STREAMS, WEBSOCKETS
 from .models_service import ModelService
 from .peers import PeerRegistry
+from .streams import StreamManager
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +39,19 @@ def create_app(config: ServerConfig) -> web.Application:
     app[PEERS] = PeerRegistry(config.max_peers)
     app[MODELS] = ModelService(config)  # checks the model options now: a typo fails before anything starts
     app[JOBS] = JobManager(config, app[MODELS], JobStore(config.data_path))
+    app[EVENTS] = EventHub(config)  # checks the webhook and MQTT settings now
+    app[STREAMS] = StreamManager(config, app[MODELS], app[EVENTS])
     app[WEBSOCKETS] = weakref.WeakSet()
     if config.ice_loopback:
         app.cleanup_ctx.append(_ice_loopback_ctx)
     app.cleanup_ctx.append(_models_ctx)
     app.cleanup_ctx.append(_jobs_ctx)  # cleaned up before the models (cleanup runs in reverse)
+    app.cleanup_ctx.append(_streams_ctx)  # cameras stop first, then their events' destinations
     app.on_shutdown.append(_close_peers)
     app.on_shutdown.append(_close_websockets)
     api.add_routes(app)
     jobs_api.add_routes(app)
+    streams_api.add_routes(app)
     app.router.add_post("/api/webrtc/offer", signalling.offer)
     return app
 
@@ -73,6 +79,19 @@ async def _jobs_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await jobs.aclose()  # running jobs go back to the queue for the next start
+
+
+async def _streams_ctx(app: web.Application) -> AsyncIterator[None]:
+    hub, streams = app[EVENTS], app[STREAMS]
+    await hub.start()
+    try:
+        await streams.start()  # the config file's cameras
+        try:
+            yield
+        finally:
+            await streams.aclose()  # each camera closes its open event on the way out
+    finally:
+        await hub.aclose()
 
 
 async def _close_websockets(app: web.Application) -> None:

@@ -18,6 +18,8 @@ from typing import Any
 from har_stream.errors import ConfigError
 from har_stream.labels import DEFAULT_PROMPT, check_prompt
 
+from .camera_spec import CameraSpec, parse_camera
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # environment variable -> field; also HAR_STREAM_CONFIG names the config file
@@ -37,6 +39,10 @@ ENV_VARS: Mapping[str, str] = {
     "HAR_STREAM_MAX_UPLOAD_MB": "max_upload_mb",
     "HAR_STREAM_JOB_CONCURRENCY": "job_concurrency",
     "HAR_STREAM_ALLOW_PRIVATE_URLS": "allow_private_urls",
+    "HAR_STREAM_WEBHOOKS": "webhooks",
+    "HAR_STREAM_WEBHOOK_SECRET": "webhook_secret",
+    "HAR_STREAM_MQTT_URL": "mqtt_url",
+    "HAR_STREAM_PUBLIC_URL": "public_url",
 }
 CONFIG_ENV = "HAR_STREAM_CONFIG"
 DEVICES = ("auto", "cpu", "cuda")
@@ -73,6 +79,20 @@ class ServerConfig:
     job_concurrency: int = 1  # offline jobs analysed at once; the rest wait in the queue
     max_queued_jobs: int = 32  # jobs waiting to start; more are refused with 429 (policy: reject)
     allow_private_urls: bool = False  # let jobs fetch URLs on loopback / private networks (tests, a LAN)
+    cameras: tuple[CameraSpec, ...] = ()  # watched from the start (config file ``[[cameras]]`` tables)
+    max_streams: int = 16  # cameras at once; one more gets 429
+    max_viewers: int = 32  # browsers watching relayed camera video at once
+    reconnect_initial_s: float = 1.0  # cameras: first wait after a drop; doubles per failure ...
+    reconnect_max_s: float = 30.0  # ... up to this (with up to 20% jitter taken off)
+    first_frame_timeout_s: float = 15.0  # cameras: an opened stream must deliver a frame within this
+    stall_timeout_s: float = 10.0  # cameras: no frame for this long → reconnect
+    event_min_s: float = 1.0  # an action must hold this long (after smoothing) to open an event
+    event_update_s: float = 5.0  # an open event sends an update this often (stream time)
+    event_retention_days: float = 30.0  # closed events older than this are deleted
+    webhooks: tuple[str, ...] = ()  # http(s) URLs that get every event as JSON (POST)
+    webhook_secret: str | None = None  # signs webhook bodies (X-Har-Stream-Signature: sha256=HMAC)
+    mqtt_url: str | None = None  # mqtt[s]://[user:pw@]host[:port][/topic-prefix]: events on <prefix>/<stream>/events
+    public_url: str | None = None  # how others reach this server (absolute snapshot links in webhooks/MQTT)
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> ConfigError:
@@ -111,6 +131,20 @@ class ServerConfig:
             raise bad("job_concurrency", "must be at least 1")
         if self.max_queued_jobs < 1:
             raise bad("max_queued_jobs", "must be at least 1")
+        if self.max_streams < 1 or self.max_viewers < 1:
+            raise ConfigError("max_streams and max_viewers must be at least 1; fix the config file")
+        for name in ("reconnect_initial_s", "reconnect_max_s", "first_frame_timeout_s", "stall_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise bad(name, "must be positive")
+        if self.reconnect_max_s < self.reconnect_initial_s:
+            raise bad("reconnect_max_s", "must be at least reconnect_initial_s")
+        if self.event_min_s < 0 or not self.event_update_s > 0 or not self.event_retention_days > 0:
+            raise ConfigError("event_min_s must be 0 or more, event_update_s and event_retention_days positive; "
+                              "fix the config file")
+        names = [c.name for c in self.cameras]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"camera names must be unique; {', '.join(sorted({n for n in names if names.count(n) > 1}))} "
+                              "appear more than once in the config file")
 
     @property
     def data_path(self) -> Path:
@@ -168,6 +202,11 @@ def _convert(name: str, value: Any, origin: str) -> Any:
             return float(value)
         except (TypeError, ValueError):
             raise fail("a number") from None
+    if kind.startswith("tuple[str"):  # a TOML list, or one comma-separated string (environment, CLI)
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
+            raise fail("a list of strings")
+        return tuple(i.strip() for i in items if i.strip())
     if kind.startswith("Path"):
         if not isinstance(value, (str, os.PathLike)) or not str(value):
             raise fail("a path")
@@ -189,7 +228,12 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid TOML ({err}); fix the line it names") from None
     if isinstance(data.get("server"), dict):
         data = {**{k: v for k, v in data.items() if k != "server"}, **data["server"]}
-    out = {}
+    out: dict[str, Any] = {}
+    cameras = data.pop("cameras", None)
+    if cameras is not None:
+        if not isinstance(cameras, list):
+            raise ConfigError(f"config file {path}: cameras must be [[cameras]] tables, each with name and url")
+        out["cameras"] = tuple(parse_camera(c, f"config file {path}, camera {i + 1}") for i, c in enumerate(cameras))
     for key, value in data.items():
         name = key.replace("-", "_")
         if name not in FIELDS:

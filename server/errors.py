@@ -63,7 +63,7 @@ async def error_middleware(request: web.Request, handler: web.Handler) -> web.St
 def _http_message(request: web.Request, exc: web.HTTPException) -> str:
     if exc.status == 404:
         return (f"nothing at {request.path}; the API lives under /api (health, models, status, webrtc/offer, "
-                "jobs) and /predict")
+                "jobs, streams, events) and /predict")
     if exc.status == 405:
         return f"{request.method} is not allowed on {request.path}; see the API description in the README"
     if exc.status == 413:

@@ -65,8 +65,9 @@ def _optional_str(body: dict[str, Any], key: str) -> str | None:
     return value
 
 
-def check_offer_sdp(sdp: str) -> None:
-    """Refuse, with the reason, an SDP that cannot make a working peer (aiortc would fail less clearly)."""
+def check_offer_sdp(sdp: str, *, need_channel: bool = True) -> None:
+    """Refuse, with the reason, an SDP that cannot make a working peer (aiortc would fail less clearly).
+    A camera viewer's offer (``need_channel=False``) receives video and needs no data channel."""
     if len(sdp) > MAX_SDP_CHARS:
         raise BadRequestError(f"the SDP offer is {len(sdp)} characters; an offer is a few kilobytes, send the "
                               "browser's pc.localDescription.sdp")
@@ -80,8 +81,9 @@ def check_offer_sdp(sdp: str) -> None:
                               "pc.localDescription.sdp unchanged")
     if not any(m[0] == "video" and m[1] != "0" for m in media):
         raise BadRequestError("the SDP offer has no video (no m=video line); add the camera's video track to the "
-                              "connection before createOffer")
-    if not any(m[0] == "application" for m in media):
+                              "connection before createOffer" if need_channel else "the SDP offer has no video "
+                              "(no m=video line); add a receive-only video transceiver before createOffer")
+    if need_channel and not any(m[0] == "application" for m in media):
         raise BadRequestError(f'the SDP offer has no data channel; create a data channel named "{CHANNEL}" before '
                               "createOffer, labels arrive on it")
 

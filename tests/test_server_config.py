@@ -99,3 +99,45 @@ def test_create_app_refuses_a_missing_checkpoint_or_device(tmp_path: Path) -> No
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="no CUDA GPU"):
             create_app(ServerConfig(device="cuda", home=tmp_path, offline=True))
+
+
+def test_cameras_webhooks_and_data_settings_from_a_config_file(tmp_path: Path) -> None:
+    file = write(tmp_path / "serve.toml", '''
+data_dir = "data"
+webhooks = ["http://hooks.example/a", "https://hooks.example/b"]
+mqtt_url = "mqtt://broker.example:1884/site1"
+event_min_s = 2.5
+
+[[cameras]]
+name = "door"
+url = "rtsp://user:pw@10.0.0.5/stream1"
+label_filter = ["falling"]
+stride = 4
+
+[[cameras]]
+name = "yard"
+url = "https://example.com/live.m3u8"
+''')
+    config = load_config({}, env={}, config_file=file)
+    assert config.data_path == (tmp_path / "data").resolve()
+    assert config.webhooks == ("http://hooks.example/a", "https://hooks.example/b") and config.event_min_s == 2.5
+    assert [c.name for c in config.cameras] == ["door", "yard"]
+    door = config.cameras[0]
+    assert (door.stride, door.label_filter, door.safe_url) == (4, ("falling",), "rtsp://***@10.0.0.5/stream1")
+    env = load_config({}, env={"HAR_STREAM_WEBHOOKS": "http://a.example/h, http://b.example/h",
+                               "HAR_STREAM_DATA": str(tmp_path / "d2")})
+    assert env.webhooks == ("http://a.example/h", "http://b.example/h") and env.data_path == tmp_path / "d2"
+
+
+@pytest.mark.parametrize("text, message", [
+    ('[[cameras]]\nname = "a"\n', "camera url is missing"),
+    ('[[cameras]]\nname = "a"\nurl = "rtsp://x/y"\n[[cameras]]\nname = "a"\nurl = "rtsp://x/z"\n', "unique"),
+    ('[[cameras]]\nname = "a"\nurl = "rtsp://x/y"\nfps = 0\n', "fps must be between"),
+    ('cameras = "rtsp://x"\n', "[[cameras]] tables"),
+    ('webhooks = [1, 2]\n', "list of strings"),
+    ('max_upload_mb = 0\n', "max_upload_mb must be positive"),
+    ('reconnect_initial_s = 5\nreconnect_max_s = 1\n', "at least reconnect_initial_s"),
+])
+def test_bad_camera_and_job_settings_name_what_to_fix(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load_config({}, env={}, config_file=write(tmp_path / "bad.toml", text))

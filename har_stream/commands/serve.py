@@ -1,4 +1,5 @@
-"""``har-stream serve``: the web app — live camera labels over WebRTC, and analysis jobs for files and URLs.
+"""``har-stream serve``: the web app — live camera labels over WebRTC, analysis jobs for files and URLs, and
+cameras (RTSP, live URLs) watched with action events.
 
 Options override environment variables (``HAR_STREAM_PORT``...), which override the config file, which
 overrides the defaults (see ``server/config.py``). The server (aiohttp, aiortc, torch) is imported only when
@@ -46,12 +47,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="analysis jobs run at once; the rest queue (default: 1, so live streams keep their share)")
     p.add_argument("--allow-private-urls", action="store_const", const=True, default=None,
                    help="let analysis jobs fetch URLs on loopback or private networks (refused by default)")
+    p.add_argument("--webhook", dest="webhooks", action="append", default=None, metavar="URL",
+                   help="POST every action event as JSON to this URL (repeat for several)")
+    p.add_argument("--mqtt-url", default=None, metavar="mqtt://HOST[:PORT][/PREFIX]",
+                   help="also publish action events to this MQTT broker, on PREFIX/<camera>/events")
+    p.add_argument("--event-min-seconds", dest="event_min_s", type=float, default=None, metavar="SECONDS",
+                   help="an action must hold this long to open an event (default: 1)")
     p.set_defaults(func=run)
 
 
 CLI_FIELDS = ("host", "port", "model", "device", "max_peers", "clip_threshold", "clip_model", "stride",
               "peer_idle_timeout_s", "ice_loopback", "torch_threads", "precision", "data_dir", "max_upload_mb",
-              "job_concurrency", "allow_private_urls")
+              "job_concurrency", "allow_private_urls", "webhooks", "mqtt_url", "event_min_s")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -31,6 +31,7 @@ from ..frame_queue import Policy
 from ..types import SourceInfo
 from .base import Prepare, ThreadedSource
 from .resolve import ResolvedMedia
+from .urls import redact
 
 # Network schemes that are always live (an HTTP/HLS URL is live when it has no known duration).
 LIVE_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "srt", "udp", "rtp", "tcp"})
@@ -56,6 +57,7 @@ class AvSource(ThreadedSource):
         resolver: Callable[[str], ResolvedMedia] | None = None,
     ) -> None:
         self.spec = os.fspath(url_or_path)
+        self.shown = redact(self.spec)  # what messages and SourceInfo say: never the URL's credentials
         parts = urlsplit(self.spec)
         self._scheme = parts.scheme.lower() if len(parts.scheme) > 1 else ""  # "C:" is a drive, not a scheme
         self._host = parts.netloc.rsplit("@", 1)[-1] if self._scheme else ""
@@ -92,14 +94,14 @@ class AvSource(ThreadedSource):
         self._container = container
         if not container.streams.video:
             kinds = ", ".join(sorted({s.type for s in container.streams})) or "no streams"
-            raise NotVideoError(f"{self.spec} has no video stream ({kinds}); give a file or URL with video")
+            raise NotVideoError(f"{self.shown} has no video stream ({kinds}); give a file or URL with video")
         stream = self._stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         live = live or (self.is_network and container.duration is None)
         ctx = stream.codec_context
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         return SourceInfo(
-            url=self.spec,
+            url=self.shown,
             width=ctx.width,
             height=ctx.height,
             fps=float(rate) if rate else 0.0,
@@ -129,7 +131,7 @@ class AvSource(ThreadedSource):
         except (av.FFmpegError, OSError) as exc:
             raise self._decode_error(exc, decoded) from exc
         if decoded == 0:
-            raise NotVideoError(f"{self.spec}: no video frame could be decoded; the file is empty or damaged")
+            raise NotVideoError(f"{self.shown}: no video frame could be decoded; the file is empty or damaged")
 
     def _close_blocking(self) -> None:
         if self._container is not None:
@@ -161,22 +163,22 @@ class AvSource(ThreadedSource):
         reason = _reason(exc)
         if not self.is_network:
             if isinstance(exc, PermissionError):
-                return InputError(f"cannot read {self.spec}: permission denied; check the file's permissions")
+                return InputError(f"cannot read {self.shown}: permission denied; check the file's permissions")
             if isinstance(exc, FileNotFoundError):
-                return InputError(f"no such file: {self.spec}; check the path")
+                return InputError(f"no such file: {self.shown}; check the path")
             if isinstance(exc, av.InvalidDataError) and looks_like_container(self._path):
-                return InputError(f"{self.spec} is truncated or damaged: FFmpeg cannot read it ({reason}); "
+                return InputError(f"{self.shown} is truncated or damaged: FFmpeg cannot read it ({reason}); "
                                   "re-export or re-download the file")
-            return NotVideoError(f"{self.spec} is not a video FFmpeg can read ({reason}); "
+            return NotVideoError(f"{self.shown} is not a video FFmpeg can read ({reason}); "
                                  "give an mp4, mkv, webm, avi or mov file")
-        where = self._host or self.spec
+        where = self._host or self.shown
         if isinstance(exc, (av.ExitError, TimeoutError)) or elapsed >= 0.9 * self._open_timeout:
             return SourceUnreachableError(f"cannot reach {where}: no answer within {self._open_timeout:g} s; "
                                           "check the URL and that the server is up")
         if isinstance(exc, (av.HTTPClientError, av.HTTPServerError)):
-            return SourceUnreachableError(f"{where} refused {self.spec}: {reason}; check the URL")
+            return SourceUnreachableError(f"{where} refused {self.shown}: {reason}; check the URL")
         if isinstance(exc, av.InvalidDataError):
-            return NotVideoError(f"{self.spec} did not return a video FFmpeg can read ({reason}); "
+            return NotVideoError(f"{self.shown} did not return a video FFmpeg can read ({reason}); "
                                  "give a direct video URL or a page yt-dlp supports")
         return SourceUnreachableError(f"cannot reach {where}: {reason}; check the URL and that the server is up")
 
@@ -184,12 +186,12 @@ class AvSource(ThreadedSource):
         at = self.last_pts or 0.0
         reason = "the data ends mid-frame or is damaged" if exc is None else _reason(exc)
         if self.is_network and exc is not None and not isinstance(exc, av.InvalidDataError):
-            return SourceUnreachableError(f"lost {self._host or self.spec} after {at:.2f} s of video: {reason}; "
+            return SourceUnreachableError(f"lost {self._host or self.shown} after {at:.2f} s of video: {reason}; "
                                           "check the server and try again")
         if decoded == 0:
-            return NotVideoError(f"{self.spec}: no video frame could be decoded ({reason}); "
+            return NotVideoError(f"{self.shown}: no video frame could be decoded ({reason}); "
                                  "the file is damaged or not a video")
-        return InputError(f"{self.spec} is truncated or damaged: decoding failed after {at:.2f} s "
+        return InputError(f"{self.shown} is truncated or damaged: decoding failed after {at:.2f} s "
                           f"({decoded} frames; {reason}); re-export or re-download it to analyse the rest")
 
 

@@ -1,0 +1,305 @@
+"""Cameras and live URL streams watched by the server: each one a reconnecting source through a live pipeline,
+with action events and a video track for browsers.
+
+Why one owned task per camera: adding or removing a camera must never disturb the others, so each camera's
+whole life (model lease, source, pipeline, events, viewers) is one task that ends in one ``finally``. The
+``StreamManager`` owns those tasks, admits at most ``max_streams``, and stops them all on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+from har_stream.errors import ConfigError, HarStreamError, OverloadedError
+from har_stream.events import ActionEvent, ActionEventDetector, DetectorSettings
+from har_stream.pipeline import StreamPipeline, StreamSettings
+from har_stream.preprocess import FramePreparer
+from har_stream.snapshot import RecentFrames
+from har_stream.sources.reconnecting import ReconnectingSource, ReconnectPolicy, SourceStatus
+from har_stream.sources.tap import TapSource
+from har_stream.types import DecodedFrame, LabelEvent
+
+from .camera_spec import CameraSpec
+from .config import ServerConfig
+from .errors import NotFoundError, NotReadyError
+from .event_hub import EventHub
+from .models_service import Lease, ModelService
+from .relay import CameraTrack, Viewers
+
+log = logging.getLogger(__name__)
+
+MODEL_WAIT_S = 600.0
+
+
+class ConflictError(HarStreamError):
+    """A camera with that name is already watched."""
+
+    http_status = 409
+
+
+def _iso(t: float | None) -> str | None:
+    if t is None:
+        return None
+    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class Camera:
+    """One watched stream. ``run()`` is its whole life; cancel the task to stop it."""
+
+    def __init__(self, spec: CameraSpec, config: ServerConfig, models: ModelService, hub: EventHub,
+                 policy: ReconnectPolicy, on_change: Callable[[], None]) -> None:
+        self.spec = spec
+        self.config = config
+        self.models = models
+        self.hub = hub
+        self.policy = policy
+        self.on_change = on_change
+        self.track = CameraTrack()
+        self.recent = RecentFrames()
+        self.source: ReconnectingSource | None = None
+        self.detector: ActionEventDetector | None = None
+        self.lease: Lease | None = None
+        self.current: tuple[LabelEvent, float] | None = None  # the newest label and when it came
+        self.open_event: ActionEvent | None = None
+        self.error: str | None = None  # why the camera stopped, when not the source's own error
+        self.waiting = True  # for its model
+        self.created = time.time()
+
+    # -- the camera's life -------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            self.lease = await self._lease()
+            self.waiting = False
+            info = self.lease.worker.info
+            self.source = ReconnectingSource(
+                self.spec.url, name=self.spec.name, sample_fps=self.spec.fps or info.fps,
+                prepare=FramePreparer.for_model(info), policy=self.policy, on_status=self._on_status)
+            self.detector = ActionEventDetector(
+                self.spec.name, info.labels,
+                DetectorSettings.only(self.spec.label_filter or None,
+                                      min_duration_s=self.spec.min_event_s if self.spec.min_event_s is not None
+                                      else self.config.event_min_s,
+                                      update_every_s=self.config.event_update_s),
+                snapshot=self.recent, emit=self._emit)
+            pipeline = StreamPipeline(
+                self.spec.name, TapSource(self.source, self._on_frame), self.lease.worker,
+                StreamSettings(window=info.frames, stride=self.spec.stride or self.config.stride, fps=self.spec.fps,
+                               live=True, window_queue=1, fallback_queue=1, max_in_flight=2),
+                self._on_label, self.lease.fallback)
+            self.source.start()
+            await pipeline.run()
+        except HarStreamError as err:  # failed for good (not a video, a model that cannot load): say why
+            self.error = str(err)
+            log.warning("camera %s stopped: %s", self.spec.name, err)
+        except Exception as err:  # a bug: this camera stops, the others go on
+            log.exception("camera %s stopped", self.spec.name)
+            self.error = f"internal error ({type(err).__name__}); the server log has the details"
+        finally:
+            await self._stop()
+
+    async def _lease(self) -> Lease:
+        deadline = time.monotonic() + MODEL_WAIT_S
+        while True:
+            try:
+                return await self.models.acquire(self.spec.model, self.spec.labels, self.spec.custom_labels)
+            except NotReadyError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
+
+    async def _stop(self) -> None:
+        if self.detector is not None:
+            for event in self.detector.close("stopped"):
+                self._emit(event)
+        if self.source is not None:
+            await self.source.aclose()
+        self.track.stop()
+        if self.lease is not None:
+            self.lease.release()
+            self.lease = None
+        self.current = None
+        self.on_change()
+
+    # -- callbacks (event loop) ---------------------------------------------------------------------------
+
+    def _on_frame(self, frame: DecodedFrame) -> None:
+        self.recent.keep(frame)
+        self.track.push(frame.frame)
+
+    def _on_label(self, event: LabelEvent, probs: np.ndarray) -> None:
+        if self.source is None or self.source.state != "live":
+            return  # a window still in flight when the stream was lost: it describes the past
+        if event.refines is None:
+            self.current = (event, time.time())
+        assert self.detector is not None
+        self.detector(event, probs)
+        self.on_change()
+
+    def _on_status(self, status: SourceStatus) -> None:
+        if status.state == "reconnecting" and self.detector is not None:
+            for event in self.detector.close("gap"):  # an action cannot go on across a lost stream
+                self._emit(event)
+            self.current = None
+        self.on_change()
+
+    def _emit(self, event: ActionEvent) -> None:
+        self.open_event = None if event.closed else event
+        self.hub.publish(event)
+
+    # -- what the API shows --------------------------------------------------------------------------------
+
+    def to_json(self, viewers: int) -> dict[str, Any]:
+        status = self.source.status if self.source is not None else None
+        state = "waiting" if self.waiting and status is None else status.state if status else "stopped"
+        if self.error is not None and state not in ("failed",):
+            state = "failed"
+        info = self.lease.worker.info if self.lease is not None else None
+        current = None
+        if self.current is not None:
+            event, at = self.current
+            current = {"label": event.prediction.label, "smoothed_label": event.smoothed_label,
+                       "confidence": round(event.prediction.confidence, 4),
+                       "top5": [[label, round(p, 4)] for label, p in event.prediction.top5],
+                       "t": round(event.t, 3), "latency_ms": round(event.latency_ms, 1), "at": _iso(at)}
+        video = status.info if status is not None else None
+        return {
+            **self.spec.to_json(),
+            "state": state,
+            "error": self.error or (status.error if status else None),
+            "reconnects": status.reconnects if status else 0,
+            "attempt": status.attempt if status else 0,
+            "retry_in": status.retry_in if status else None,
+            "since": _iso(status.since if status else self.created),
+            "model": self.lease.model if self.lease else self.spec.model,
+            "labels": info.label_set if info else self.spec.labels,
+            "stride": self.spec.stride or self.config.stride,
+            "fps": self.spec.fps or (info.fps if info else None),
+            "frames": status.frames if status else 0,
+            "dropped": status.dropped if status else 0,
+            "viewers": viewers,
+            "video": {"width": video.width, "height": video.height, "fps": video.fps} if video else None,
+            "current": current,
+            "event": self.open_event.to_json() if self.open_event is not None else None,
+        }
+
+
+class StreamManager:
+    """The watched cameras. ``await start()`` (config cameras) after the models start; ``await aclose()``
+    before they stop."""
+
+    def __init__(self, config: ServerConfig, models: ModelService, hub: EventHub,
+                 policy: ReconnectPolicy | None = None) -> None:
+        self.config = config
+        self.models = models
+        self.hub = hub
+        self.policy = policy or ReconnectPolicy(
+            initial_delay=config.reconnect_initial_s, max_delay=config.reconnect_max_s,
+            first_frame_timeout=config.first_frame_timeout_s, stall_timeout=config.stall_timeout_s,
+            read_timeout=min(10.0, config.stall_timeout_s))
+        self.viewers = Viewers(config.max_viewers)
+        self._cameras: dict[str, Camera] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._changed = asyncio.Event()
+        self._closing = False
+
+    async def start(self) -> None:
+        for spec in self.config.cameras:
+            self._launch(spec)
+        if self.config.cameras:
+            log.info("watching %d camera(s) from the config file", len(self.config.cameras))
+
+    async def aclose(self) -> None:
+        self._closing = True
+        await self.viewers.aclose()
+        tasks = tuple(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
+        self._cameras.clear()
+        self._notify()
+
+    # -- commands -----------------------------------------------------------------------------------------
+
+    async def add(self, spec: CameraSpec) -> Camera:
+        if self._closing:
+            raise OverloadedError("the server is stopping; add the camera again when it is back")
+        if spec.name in self._cameras:
+            raise ConflictError(f"a camera named {spec.name!r} is already watched; remove it first or pick another "
+                                "name")
+        if len(self._cameras) >= self.config.max_streams:
+            raise OverloadedError(f"{len(self._cameras)} cameras are watched, the most this server allows "
+                                  f"(max_streams); remove one first")
+        lease = await self.models.acquire(spec.model, spec.labels, spec.custom_labels)  # 400/503 now, not later
+        try:
+            labels = lease.worker.info.labels
+            unknown = [label for label in spec.label_filter if label not in labels]
+            if unknown:
+                raise ConfigError(f"label_filter names {', '.join(map(repr, unknown))}, which model "
+                                  f"{lease.model} does not predict; choose from its labels (GET /api/models)")
+        finally:
+            lease.release()
+        if spec.name in self._cameras:  # added meanwhile
+            raise ConflictError(f"a camera named {spec.name!r} is already watched")
+        if spec.model is None and spec.labels is None and spec.custom_labels is None:
+            spec = replace(spec, model=lease.model)  # the default now, even if the default changes later
+        camera = self._launch(spec)
+        log.info("camera %s added: %s", spec.name, spec.safe_url)
+        return camera
+
+    async def remove(self, name: str) -> None:
+        self.get(name)
+        task = self._tasks.pop(name)
+        await self.viewers.close_camera(name)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        self._cameras.pop(name, None)
+        self._notify()
+        log.info("camera %s removed", name)
+
+    def get(self, name: str) -> Camera:
+        camera = self._cameras.get(name)
+        if camera is None:
+            raise NotFoundError(f"no camera {name!r}; GET /api/streams lists them")
+        return camera
+
+    def describe(self, name: str) -> dict[str, Any]:
+        return self.get(name).to_json(self.viewers.count(name))
+
+    def list(self) -> list[dict[str, Any]]:
+        return [camera.to_json(self.viewers.count(name)) for name, camera in self._cameras.items()]
+
+    async def changed(self, timeout: float) -> None:
+        """Wait until any camera changes (or ``timeout`` passes)."""
+        try:
+            await asyncio.wait_for(self._changed.wait(), timeout)
+        except TimeoutError:
+            pass
+
+    async def answer_viewer(self, name: str, offer_sdp: str) -> str:
+        camera = self.get(name)
+        answer = await self.viewers.answer(name, camera.track, offer_sdp)
+        self._notify()
+        return answer
+
+    # -- internals ----------------------------------------------------------------------------------------
+
+    def _launch(self, spec: CameraSpec) -> Camera:
+        camera = Camera(spec, self.config, self.models, self.hub, self.policy, self._notify)
+        self._cameras[spec.name] = camera
+        self._tasks[spec.name] = asyncio.get_running_loop().create_task(camera.run(), name=f"camera-{spec.name}")
+        self._notify()
+        return camera
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
