@@ -5,7 +5,7 @@
 #
 #   scripts/setup.sh          what running needs (ffmpeg)
 #   scripts/setup.sh --test   what the tests need too (chromium for the browser tests; GStreamer's RTSP
-#                             server and python3-gi for the RTSP camera tests)
+#                             server and python3-gi for the RTSP camera tests; mosquitto for the MQTT tests)
 #
 # Environment: HAR_STREAM_PYTHON=/path/to/python3.11 picks the interpreter; HAR_STREAM_SKIP_APT=1 never
 # calls apt-get (only reports what is missing).
@@ -72,6 +72,10 @@ fi
 if [[ $want_test == 1 ]] && ! gst_rtsp_ok; then
     apt_packages+=("${GST_RTSP_PACKAGES[@]}")
 fi
+mosquitto_ok() { command -v mosquitto >/dev/null 2>&1 || [[ -x /usr/sbin/mosquitto ]]; }
+if [[ $want_test == 1 ]] && ! mosquitto_ok; then
+    apt_packages+=(mosquitto)  # the MQTT broker the event tests publish to
+fi
 PY="$(find_python)"
 if [[ -z "$PY" ]]; then
     apt_packages+=(python3 python3-venv)
@@ -111,6 +115,9 @@ fi
 if [[ $want_test == 1 ]] && ! gst_rtsp_ok; then
     say "warning: GStreamer's RTSP server is missing; the RTSP camera tests skip without it" \
         "(Debian: apt-get install -y ${GST_RTSP_PACKAGES[*]})"
+fi
+if [[ $want_test == 1 ]] && ! mosquitto_ok; then
+    say "warning: mosquitto is missing; the MQTT tests skip without it (Debian: apt-get install -y mosquitto)"
 fi
 [[ -n "$PY" ]] || die "no Python 3.11+ found; install python3.11 (with its venv module) or set HAR_STREAM_PYTHON"
 python_ok "$PY" || die "$PY cannot create virtual environments; install its venv package (Debian: python3-venv)"
