@@ -239,3 +239,35 @@ def jobs_server(request: pytest.FixtureRequest, tiny_checkpoint: Path,
     request.node.har_servers = [server]
     yield server.start()
     server.stop()
+
+
+# -- the cameras and events pages' server and camera --------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def streams_server(request: pytest.FixtureRequest, tiny_checkpoint: Path,
+                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer | None]:
+    """One server of the tiny model that watches cameras and keeps their events in a fresh folder
+    (--data-dir), shared by the module's tests; None outside the namespace."""
+    if not inside(request):
+        yield None
+        return
+    folder = tmp_path_factory.mktemp("serve-streams")
+    server = _tiny_server(tiny_checkpoint, folder, "--ice-loopback", "--data-dir", str(folder / "data"))
+    request.node.har_servers = [server]
+    yield server.start()
+    server.stop()
+
+
+@pytest.fixture
+def rtsp_camera(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A real RTSP camera (GStreamer, tests/helpers/rtsp_server.py) looping the fake webcam's clip: the square
+    goes left, then right, seamlessly. Skips when GStreamer's RTSP server is missing; None outside the
+    namespace."""
+    if not inside(request):
+        yield None
+        return
+    from tests.browser.camera_clip import left_right_frames
+    from tests.helpers.rtsp_server import RtspServer
+
+    with RtspServer.from_frames(left_right_frames(), fps=WEBCAM_FPS) as camera:
+        yield camera
