@@ -1,6 +1,9 @@
-"""Read-only JSON endpoints and the page: health, models, status, ``/`` and ``/static``."""
+"""Read-only JSON endpoints and the pages: health, models, status, ``/``, ``/analyse``, ``/cameras``, ``/events`` and
+``/static``."""
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -20,11 +23,14 @@ async def status(request: web.Request) -> web.Response:
     return web.json_response({"peers": len(peers), "max_peers": peers.max_peers, "streams": peers.status()})
 
 
-async def index(request: web.Request) -> web.FileResponse:
-    page = request.app[CONFIG].web_dir / "index.html"
-    if not page.is_file():
-        raise web.HTTPNotFound()
-    return web.FileResponse(page, headers={"Cache-Control": "no-cache"})
+def page(name: str) -> Callable[[web.Request], Awaitable[web.FileResponse]]:
+    """The handler of one of the pages in ``web/`` (``/``, ``/analyse``, ``/cameras``, ``/events``)."""
+    async def handler(request: web.Request) -> web.FileResponse:
+        path = request.app[CONFIG].web_dir / name
+        if not path.is_file():
+            raise web.HTTPNotFound()
+        return web.FileResponse(path, headers={"Cache-Control": "no-cache"})
+    return handler
 
 
 async def static(request: web.Request) -> web.FileResponse:
@@ -40,5 +46,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/health", health)
     app.router.add_get("/api/models", models)
     app.router.add_get("/api/status", status)
-    app.router.add_get("/", index)
+    app.router.add_get("/", page("index.html"))
+    app.router.add_get("/analyse", page("analyse.html"))
+    app.router.add_get("/cameras", page("cameras.html"))
+    app.router.add_get("/events", page("events.html"))
     app.router.add_get("/static/{path:.+}", static)

@@ -38,6 +38,8 @@ from har_stream.errors import ConfigError
 from har_stream.events import ActionEvent
 from har_stream.fileutil import publish as publish_file
 
+from .sqlite_db import open_database
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -193,34 +195,21 @@ class EventStore:
     def _open(self) -> int:
         try:
             self.snapshots_dir.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False)
-        except (OSError, sqlite3.Error) as err:
+        except OSError as err:
             raise ConfigError(f"cannot use the data directory {self.root}: {err}; set --data-dir to a writable "
                               "folder") from err
-        db.row_factory = sqlite3.Row
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise ConfigError(f"{self.db_path} was written by a newer har-stream (schema {version}); upgrade, "
-                                  "or point --data-dir elsewhere")
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS events (id TEXT PRIMARY KEY, phase TEXT NOT NULL, seq INTEGER NOT NULL,"
-                " stream TEXT NOT NULL, label TEXT NOT NULL, start REAL NOT NULL, last REAL NOT NULL, end_t REAL,"
-                " started_at REAL NOT NULL, ended_at REAL, updated_at REAL NOT NULL, peak REAL NOT NULL,"
-                " mean REAL NOT NULL, peak_t REAL NOT NULL, windows INTEGER NOT NULL, reason TEXT,"
-                " has_snapshot INTEGER NOT NULL)")
-            db.execute("CREATE INDEX IF NOT EXISTS events_started ON events (started_at)")
-            db.execute("CREATE INDEX IF NOT EXISTS events_stream ON events (stream, started_at)")
-            db.execute("CREATE INDEX IF NOT EXISTS events_label ON events (label, started_at)")
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            interrupted = db.execute(
-                "UPDATE events SET phase = 'end', seq = seq + 1, reason = 'interrupted', end_t = last,"
-                " ended_at = updated_at WHERE phase != 'end'").rowcount
-        except sqlite3.DatabaseError as err:
-            db.close()
-            raise ConfigError(f"{self.db_path} is not a usable database ({err}); move it away or set --data-dir "
-                              "to another folder") from err
+        db = open_database(self.db_path, SCHEMA_VERSION, (
+            "CREATE TABLE IF NOT EXISTS events (id TEXT PRIMARY KEY, phase TEXT NOT NULL, seq INTEGER NOT NULL,"
+            " stream TEXT NOT NULL, label TEXT NOT NULL, start REAL NOT NULL, last REAL NOT NULL, end_t REAL,"
+            " started_at REAL NOT NULL, ended_at REAL, updated_at REAL NOT NULL, peak REAL NOT NULL,"
+            " mean REAL NOT NULL, peak_t REAL NOT NULL, windows INTEGER NOT NULL, reason TEXT,"
+            " has_snapshot INTEGER NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS events_started ON events (started_at)",
+            "CREATE INDEX IF NOT EXISTS events_stream ON events (stream, started_at)",
+            "CREATE INDEX IF NOT EXISTS events_label ON events (label, started_at)"))
+        interrupted = db.execute(
+            "UPDATE events SET phase = 'end', seq = seq + 1, reason = 'interrupted', end_t = last,"
+            " ended_at = updated_at WHERE phase != 'end'").rowcount
         self._db = db
         self._sweep()
         self._prune()

@@ -26,6 +26,8 @@ from typing import Any, Literal, TypeVar
 
 from har_stream.errors import ConfigError
 
+from .sqlite_db import open_database
+
 T = TypeVar("T")
 JobState = Literal["queued", "running", "done", "failed", "cancelled"]
 FINAL_STATES: frozenset[str] = frozenset({"done", "failed", "cancelled"})
@@ -137,28 +139,15 @@ class JobStore:
     def _open(self) -> list[JobRecord]:
         try:
             self.jobs_dir.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.root / "jobs.sqlite3", isolation_level=None, check_same_thread=False)
-        except (OSError, sqlite3.Error) as err:
+        except OSError as err:
             raise ConfigError(f"cannot use the data directory {self.root}: {err}; set --data-dir to a writable "
                               "folder") from err
-        db.row_factory = sqlite3.Row
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise ConfigError(f"{self.root / 'jobs.sqlite3'} was written by a newer har-stream (schema "
-                                  f"{version}); upgrade, or point --data-dir elsewhere")
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, state TEXT NOT NULL, created REAL NOT NULL,"
-                " started REAL, finished REAL, source_kind TEXT NOT NULL, source_name TEXT NOT NULL,"
-                " source_ref TEXT NOT NULL, source_size INTEGER, options TEXT NOT NULL, duration REAL,"
-                " error TEXT, artifacts TEXT NOT NULL)")
-            db.execute("CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created)")
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        except sqlite3.DatabaseError as err:
-            db.close()
-            raise ConfigError(f"{self.root / 'jobs.sqlite3'} is not a usable database ({err}); move it away or "
-                              "set --data-dir to another folder") from err
+        db = open_database(self.root / "jobs.sqlite3", SCHEMA_VERSION, (
+            "CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, state TEXT NOT NULL, created REAL NOT NULL,"
+            " started REAL, finished REAL, source_kind TEXT NOT NULL, source_name TEXT NOT NULL,"
+            " source_ref TEXT NOT NULL, source_size INTEGER, options TEXT NOT NULL, duration REAL,"
+            " error TEXT, artifacts TEXT NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created)"))
         self._db = db
         crashed = [_record(r) for r in db.execute("SELECT * FROM jobs WHERE state = 'running'")]
         for record in crashed:

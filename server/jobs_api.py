@@ -1,5 +1,5 @@
-"""HTTP face of the analysis jobs: ``/api/jobs`` (create, list, get, cancel/delete, files, websocket), ``/predict``
-(the synchronous form the original design had) and the ``/analyse`` page.
+"""HTTP face of the analysis jobs: ``/api/jobs`` (create, list, get, cancel/delete, files, websocket) and
+``/predict`` (the synchronous form the original design had). The ``/analyse`` page is served by ``api.py``.
 """
 
 from __future__ import annotations
@@ -13,17 +13,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from har_stream.errors import InputError
 
 from .errors import BadRequestError, NotFoundError
 from .job_store import JobOptions, JobRecord, JobSource
 from .jobs import JobManager
-from .keys import CONFIG, JOBS, WEBSOCKETS
+from .keys import CONFIG, JOBS
 from .models_service import check_custom_labels
 from .uploads import ReceivedRequest, probe, receive, stored_name
 from .url_guard import check_public_url, check_url_syntax, redact
+from .ws_push import push_changes
 
 log = logging.getLogger(__name__)
 
@@ -235,45 +236,16 @@ async def job_file(request: web.Request) -> web.FileResponse:
 async def job_events(request: web.Request) -> web.WebSocketResponse:
     """Push the job's document on every change (at most every ``WS_MIN_INTERVAL_S``) until it is final."""
     jobs = request.app[JOBS]
-    record = await jobs.get(request.match_info["id"])
-    ws = web.WebSocketResponse(heartbeat=20.0)
-    await ws.prepare(request)
-    request.app[WEBSOCKETS].add(ws)
-    reader = asyncio.get_running_loop().create_task(_drain(ws), name=f"job-ws-{record.id}")
-    try:
-        last: dict[str, Any] | None = None
-        while not ws.closed:
-            try:
-                record = await jobs.get(record.id)
-            except NotFoundError:
-                break  # deleted meanwhile
-            doc = job_json(jobs, record)
-            if doc != last:
-                await ws.send_json(doc)
-                last = doc
-            if record.final:
-                break
-            await asyncio.sleep(WS_MIN_INTERVAL_S)
-            changed = asyncio.ensure_future(jobs.changed(record.id, 5.0))
-            await asyncio.wait({reader, changed}, return_when=asyncio.FIRST_COMPLETED)
-            changed.cancel()
-            if reader.done():
-                break
-    except (ConnectionResetError, RuntimeError):
-        pass  # the watcher went away
-    finally:
-        reader.cancel()
-        await asyncio.gather(reader, return_exceptions=True)
-        request.app[WEBSOCKETS].discard(ws)
-        await ws.close()
-    return ws
+    job_id = (await jobs.get(request.match_info["id"])).id  # 404 before the upgrade
 
+    async def snapshot() -> tuple[dict[str, Any], bool] | None:
+        try:
+            record = await jobs.get(job_id)
+        except NotFoundError:
+            return None  # deleted meanwhile
+        return job_json(jobs, record), record.final
 
-async def _drain(ws: web.WebSocketResponse) -> None:
-    """Read (and ignore) what the client sends, so pings are answered and a close is noticed."""
-    async for msg in ws:
-        if msg.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
-            break
+    return await push_changes(request, snapshot, lambda timeout: jobs.changed(job_id, timeout), WS_MIN_INTERVAL_S)
 
 
 async def predict(request: web.Request) -> web.Response:
@@ -296,13 +268,6 @@ async def predict(request: web.Request) -> web.Response:
     return web.json_response({**result, "video_url": media, "job_id": record.id})
 
 
-async def analyse_page(request: web.Request) -> web.FileResponse:
-    page = request.app[CONFIG].web_dir / "analyse.html"
-    if not page.is_file():
-        raise web.HTTPNotFound()
-    return web.FileResponse(page, headers={"Cache-Control": "no-cache"})
-
-
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/jobs", create_job)
     app.router.add_get("/api/jobs", list_jobs)
@@ -312,5 +277,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/jobs/{id}/ws", job_events)
     app.router.add_get("/api/jobs/{id}/{file}", job_file)
     app.router.add_post("/predict", predict)
-    app.router.add_get("/analyse", analyse_page)
 

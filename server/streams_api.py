@@ -1,20 +1,20 @@
-"""HTTP face of the cameras and their events: ``/api/streams…``, ``/api/events…``, and the two pages."""
+"""HTTP face of the cameras and their events: ``/api/streams…`` and ``/api/events…`` (the pages: ``api.py``)."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timezone
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from har_stream.errors import ConfigError
 
 from .camera_spec import parse_camera
 from .errors import BadRequestError, NotFoundError
 from .event_store import EventQuery, valid_event_id
-from .keys import CONFIG, EVENTS, STREAMS, WEBSOCKETS
+from .keys import CONFIG, EVENTS, STREAMS
 from .signalling import check_offer_sdp, read_json
+from .ws_push import push_changes
 
 WS_MIN_INTERVAL_S = 0.2
 
@@ -58,35 +58,11 @@ async def viewer(request: web.Request) -> web.Response:
 async def streams_ws(request: web.Request) -> web.WebSocketResponse:
     """Every camera's document on every change (labels, states), at most every ``WS_MIN_INTERVAL_S``."""
     streams = request.app[STREAMS]
-    ws = web.WebSocketResponse(heartbeat=20.0)
-    await ws.prepare(request)
-    request.app[WEBSOCKETS].add(ws)
-    reader = asyncio.get_running_loop().create_task(_drain(ws), name="streams-ws-reader")
-    try:
-        last: Any = None
-        while not ws.closed and not reader.done():
-            doc = {"streams": streams.list()}
-            if doc != last:
-                await ws.send_json(doc)
-                last = doc
-            await asyncio.sleep(WS_MIN_INTERVAL_S)
-            changed = asyncio.ensure_future(streams.changed(5.0))
-            await asyncio.wait({reader, changed}, return_when=asyncio.FIRST_COMPLETED)
-            changed.cancel()
-    except (ConnectionResetError, RuntimeError):
-        pass
-    finally:
-        reader.cancel()
-        await asyncio.gather(reader, return_exceptions=True)
-        request.app[WEBSOCKETS].discard(ws)
-        await ws.close()
-    return ws
 
+    async def snapshot() -> tuple[dict[str, Any], bool]:
+        return {"streams": streams.list()}, False
 
-async def _drain(ws: web.WebSocketResponse) -> None:
-    async for msg in ws:
-        if msg.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
-            break
+    return await push_changes(request, snapshot, streams.changed, WS_MIN_INTERVAL_S)
 
 
 # -- events -------------------------------------------------------------------------------------------------
@@ -152,15 +128,6 @@ async def events_status(request: web.Request) -> web.Response:
     return web.json_response(request.app[EVENTS].stats())
 
 
-def _page(name: str) -> Any:
-    async def page(request: web.Request) -> web.FileResponse:
-        path = request.app[CONFIG].web_dir / name
-        if not path.is_file():
-            raise web.HTTPNotFound()
-        return web.FileResponse(path, headers={"Cache-Control": "no-cache"})
-    return page
-
-
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/streams", add_stream)
     app.router.add_get("/api/streams", list_streams)
@@ -172,5 +139,3 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/events/status", events_status)
     app.router.add_get("/api/events/{id}", get_event)
     app.router.add_get("/api/events/{id}/snapshot.jpg", event_snapshot)
-    app.router.add_get("/cameras", _page("cameras.html"))
-    app.router.add_get("/events", _page("events.html"))

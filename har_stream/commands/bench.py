@@ -70,6 +70,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                       help="inference precision (default: auto = fp32 on CPU)")
     jobs.set_defaults(func=run_jobs)
 
+    cams = bsub.add_parser("cameras", help="RTSP cameras (640x480, 15 fps): how many the server keeps in real "
+                                           "time, with lag behind the camera and CPU per role")
+    cams.add_argument("--cameras", type=int, default=2, help="cameras in one run (default: 2)")
+    cams.add_argument("--sweep", default=None, metavar="N,N,...",
+                      help="camera counts to try in turn, e.g. 1,2,4,6,8; reports the largest sustained in real time")
+    cams.add_argument("--seconds", type=float, default=15.0, help="measured seconds per run, after warm-up")
+    cams.add_argument("--stride", type=int, default=8, help="frames between windows (default: 8)")
+    cams.add_argument("--model", default=None,
+                      help="the server's model: a name or a CNN-LSTM checkpoint (default: an untrained ResNet-18 "
+                           "CNN-LSTM)")
+    cams.add_argument("--untrained", action="store_true",
+                      help="load --model (a torchvision name) with random weights, as bench live does")
+    cams.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    cams.add_argument("--torch-threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    cams.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
+                      help="inference precision (default: auto = fp32 on CPU)")
+    cams.set_defaults(func=run_cameras)
+
 
 def bench_model(spec: str | None, device: torch.device) -> VideoModel:
     from ..bench.machine import untrained_cnn_lstm_net
@@ -213,4 +231,57 @@ async def _run_jobs(args: argparse.Namespace) -> int:
                                                                      stride=args.stride)
             for line in format_mixed(alone, job_alone, together, job_during, args.bound_ms):
                 print(line)
+    return 0
+
+
+def run_cameras(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from ..errors import ConfigError
+
+    try:
+        counts = sorted({int(x) for x in args.sweep.split(",")}) if args.sweep else [args.cameras]
+    except ValueError:
+        raise ConfigError(f"--sweep takes camera counts separated by commas, e.g. 1,2,4,6,8 (got {args.sweep!r})") \
+            from None
+    if not counts or min(counts) < 1:
+        raise ConfigError("camera counts must be at least 1")
+    if not args.seconds > 0 or args.stride < 1:
+        raise ConfigError("--seconds must be positive and --stride at least 1")
+    return asyncio.run(_run_cameras(args, counts))
+
+
+async def _run_cameras(args: argparse.Namespace, counts: list[int]) -> int:
+    import tempfile
+
+    from ..bench.cameras import CAMERA_FPS, HEADER, criteria, format_run, make_camera_clip, run_cameras
+    from ..bench.cpu import named_threads
+    from ..bench.live import local_server
+    from ..bench.machine import describe
+    from ..models.base import pick_device
+
+    with tempfile.TemporaryDirectory(prefix="har-bench-cameras-") as tmp, named_threads():
+        clip = make_camera_clip(Path(tmp))
+        async with local_server(args.model, args.device, args.stride, args.torch_threads, args.untrained,
+                                args.precision) as (url, where):
+            print(f"machine: {describe(pick_device(args.device))}")
+            print(f"server:  {where}")
+            print(f"cameras: RTSP 640x480 at {CAMERA_FPS:g} fps (H.264, a keyframe a second), each ffmpeg streaming a "
+                  f"clip with no encoding through an RTSP relay, 2 processes per camera on this machine; stride "
+                  f"{args.stride}; {args.seconds:g} s measured after every camera's first label and 3 s more")
+            print(criteria())
+            print(HEADER, flush=True)
+            best = 0
+            for n in counts:
+                run = await run_cameras(url, n, clip, Path(tmp), seconds=args.seconds, stride=args.stride)
+                for line in format_run(run):
+                    print(line, flush=True)
+                if not run.sustained:
+                    if len(counts) > 1:
+                        print(f"stopping the sweep: {n} camera{'s are' if n > 1 else ' is'} not sustained in real "
+                              "time")
+                    break
+                best = n
+            print(f"largest number of cameras sustained in real time: {best if best else 'none'}"
+                  + (f" (of {', '.join(map(str, counts))})" if len(counts) > 1 else ""))
     return 0
