@@ -1,5 +1,8 @@
-// The server's HTTP API (GET /api/models, POST /api/webrtc/offer). Errors come back as {"error": "..."}:
-// the page shows that text as is, because the server already says what went wrong and what to do.
+// The server's HTTP API, shared by every page: JSON requests with the server's own error text, and the
+// live page's calls (GET /api/models, POST /api/webrtc/offer). Errors come back as {"error": "..."}: the page
+// shows that text as is, because the server already says what went wrong and what to do.
+
+const UNREACHABLE = "The server could not be reached. Check that `har-stream serve` is running.";
 
 /** The server answered with an error status; `message` is its own one-line explanation. */
 export class ApiError extends Error {
@@ -27,35 +30,63 @@ export class NetworkError extends Error {
   }
 }
 
-async function errorText(response) {
+/**
+ * An error reply as an ApiError: the server's one-line error, or a line naming the status when the body is not
+ * the usual JSON. Exported for XMLHttpRequest callers (uploads with progress), which read the body themselves.
+ */
+export function errorFromBody(text, status, statusText = "") {
   try {
-    const body = await response.json();
-    if (body && typeof body.error === "string" && body.error) return body.error;
+    const body = JSON.parse(text);
+    if (body && typeof body.error === "string" && body.error) return new ApiError(body.error, status);
   } catch {
     // not JSON: fall through to the status line
   }
-  return `The server answered ${response.status} ${response.statusText || ""}`.trim() + ".";
+  return new ApiError(`The server answered ${status} ${statusText || ""}`.trim() + ".", status);
 }
 
-async function request(path, init = {}) {
+/** A successful reply's text as JSON, or an ApiError saying it was not JSON. */
+export function parseReply(text, path, status) {
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new ApiError(`The server sent a reply that is not JSON (from ${path}).`, status);
+  }
+}
+
+/**
+ * fetch `path` and parse its JSON reply; `body` (an object) is sent as JSON. Throws ApiError for an error
+ * status, NetworkError when the server cannot be reached, and lets an AbortError through.
+ * @param {string} path
+ * @param {{method?: string, body?: object, signal?: AbortSignal}} options
+ */
+export async function requestJson(path, { method = "GET", body, signal } = {}) {
+  const init = { method, cache: "no-store", signal };
+  if (body !== undefined) {
+    init.headers = { "Content-Type": "application/json" };
+    init.body = JSON.stringify(body);
+  }
   let response;
   try {
-    response = await fetch(path, { cache: "no-store", ...init });
+    response = await fetch(path, init);
   } catch (err) {
     if (err?.name === "AbortError") throw err;
-    throw new NetworkError("The server could not be reached. Check that `har-stream serve` is running.");
+    throw new NetworkError(UNREACHABLE);
   }
-  if (!response.ok) throw new ApiError(await errorText(response), response.status);
-  try {
-    return await response.json();
-  } catch {
-    throw new ApiError(`The server sent a reply that is not JSON (from ${path}).`, response.status);
-  }
+  const text = await response.text();
+  if (!response.ok) throw errorFromBody(text, response.status, response.statusText);
+  return parseReply(text, path, response.status);
+}
+
+/** ws:// or wss:// for a path of this server. */
+export function socketUrl(path) {
+  const url = new URL(path, location.href);
+  url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+  return url.href;
 }
 
 /** @returns {Promise<{default: string, label_sets: string[], models: object[]}>} */
 export function fetchModels(signal) {
-  return request("/api/models", { signal });
+  return requestJson("/api/models", { signal });
 }
 
 /**
@@ -64,10 +95,5 @@ export function fetchModels(signal) {
  * @returns {Promise<{sdp: string, type: string, peer_id: string}>}
  */
 export function postOffer(body, signal) {
-  return request("/api/webrtc/offer", {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify(body),
-    signal,
-  });
+  return requestJson("/api/webrtc/offer", { method: "POST", body, signal });
 }

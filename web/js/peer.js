@@ -1,28 +1,13 @@
 // One WebRTC peer: the camera's video track goes to the server, label messages come back on the "labels"
-// data channel. Non-trickle: the offer is sent once ICE gathering is complete, so signalling is one POST.
+// data channel. Non-trickle (web/js/webrtc.js): the offer is sent once ICE gathering is complete, so
+// signalling is one POST.
 // A peer is used once; reconnecting means closing it and making a new one (see session.js).
 
 import { postOffer } from "./api.js";
+import { TimerSet } from "./timers.js";
+import { DISCONNECT_GRACE_MS, gatherOffer, offlinePeerConnection } from "./webrtc.js";
 
-const GATHER_TIMEOUT_MS = 5000; // loopback gathering takes milliseconds; give up waiting after this
 const OPEN_TIMEOUT_MS = 15000; // answer set but the channel never opens: treat as a failed connection
-const DISCONNECT_GRACE_MS = 2500; // "disconnected" often recovers by itself; "failed" never does
-
-function waitForGathering(pc) {
-  if (pc.iceGatheringState === "complete") return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      pc.removeEventListener("icegatheringstatechange", check);
-      resolve();
-    };
-    const check = () => {
-      if (pc.iceGatheringState === "complete") done();
-    };
-    const timer = setTimeout(done, GATHER_TIMEOUT_MS);
-    pc.addEventListener("icegatheringstatechange", check);
-  });
-}
 
 export class LivePeer {
   /**
@@ -38,33 +23,32 @@ export class LivePeer {
     this.channel = null;
     this.peerId = null;
     this.closed = false;
-    this.timers = new Set();
+    this.timers = new TimerSet();
   }
 
   /** Offer, POST, answer. Throws ApiError / NetworkError from the POST; connection trouble later calls onLost. */
   async connect() {
-    const pc = new RTCPeerConnection({ iceServers: [] }); // offline: host candidates on loopback / LAN only
+    const pc = offlinePeerConnection();
     this.pc = pc;
     const channel = pc.createDataChannel("labels", { ordered: true }); // before the offer, so it is in the SDP
     this.channel = channel;
     for (const track of this.stream.getVideoTracks()) pc.addTrack(track, this.stream);
 
     channel.addEventListener("open", () => {
-      this.clearTimers();
+      this.timers.clear();
       if (!this.closed) this.handlers.onOpen();
     });
     channel.addEventListener("message", (event) => this.receive(event.data));
     channel.addEventListener("close", () => this.lose("the label channel closed"));
     pc.addEventListener("connectionstatechange", () => this.connectionChanged());
 
-    await pc.setLocalDescription(await pc.createOffer());
-    await waitForGathering(pc);
+    await gatherOffer(pc);
     if (this.closed) return;
     const answer = await postOffer({ sdp: pc.localDescription.sdp, type: pc.localDescription.type, ...this.options });
     if (this.closed) return;
     this.peerId = answer.peer_id ?? null;
     await pc.setRemoteDescription({ type: answer.type, sdp: answer.sdp });
-    this.later(OPEN_TIMEOUT_MS, () => {
+    this.timers.later(OPEN_TIMEOUT_MS, () => {
       if (channel.readyState !== "open") this.lose("the connection did not open in time");
     });
   }
@@ -79,7 +63,7 @@ export class LivePeer {
   close() {
     if (this.closed) return;
     this.closed = true;
-    this.clearTimers();
+    this.timers.clear();
     try {
       this.channel?.close();
     } catch {
@@ -104,7 +88,7 @@ export class LivePeer {
     if (state === "failed") this.lose("the connection failed");
     else if (state === "closed") this.lose("the connection closed");
     else if (state === "disconnected") {
-      this.later(DISCONNECT_GRACE_MS, () => {
+      this.timers.later(DISCONNECT_GRACE_MS, () => {
         if (this.pc?.connectionState === "disconnected") this.lose("the connection dropped");
       });
     }
@@ -114,18 +98,5 @@ export class LivePeer {
     if (this.closed) return;
     this.close();
     this.handlers.onLost(reason);
-  }
-
-  later(ms, fn) {
-    const id = setTimeout(() => {
-      this.timers.delete(id);
-      fn();
-    }, ms);
-    this.timers.add(id);
-  }
-
-  clearTimers() {
-    for (const id of this.timers) clearTimeout(id);
-    this.timers.clear();
   }
 }

@@ -26,3 +26,9 @@ export function messageNodes(message, command = null) {
   if (command && !text.includes(command)) nodes.push(text ? " " : "Import it with: ", codeNode(command));
   return nodes;
 }
+
+/** Show `text` in an error / message box (hidden when there is none), with commands as <code>. */
+export function showMessage(box, text) {
+  box.hidden = !text;
+  box.replaceChildren(...messageNodes(text ?? ""));
+}

@@ -1,8 +1,10 @@
 // Everything the live session shows: the stage over the video (label, warm-up), status and error lines,
 // the top-5 chart and the live figures. Server strings go in as text nodes, never as HTML.
 
+import { byTestId } from "./dom.js";
 import { formatCount, formatMs, formatPercent, formatRate } from "./metrics.js";
-import { messageNodes } from "./richtext.js";
+import { showMessage } from "./richtext.js";
+import { drawTop5 } from "./top5.js";
 
 const STAGE_MESSAGES = {
   idle: "Press Start camera to see what you are doing, labelled live.",
@@ -28,15 +30,9 @@ function setText(el, text) {
   if (el.textContent !== text) el.textContent = text;
 }
 
-function byTestId(root, id) {
-  const el = root.querySelector(`[data-testid="${id}"]`);
-  if (!el) throw new Error(`the page has no element with data-testid="${id}"`);
-  return el;
-}
-
 export class View {
   constructor(root = document) {
-    const $ = (id) => byTestId(root, id);
+    const $ = (id) => byTestId(id, root);
     this.el = {
       stage: $("stage"), video: $("video"), overlay: $("overlay"), label: $("current-label"),
       confidence: $("current-confidence"), source: $("label-source"), trend: $("smoothed-label"),
@@ -69,8 +65,7 @@ export class View {
   /** Show (or clear, with null) the error line. `kind`: camera kinds, server, stream, connection. */
   error(text, { kind = "error" } = {}) {
     const { error } = this.el;
-    error.hidden = !text;
-    error.replaceChildren(...messageNodes(text ?? ""));
+    showMessage(error, text);
     error.dataset.kind = text ? kind : "";
   }
 
@@ -130,33 +125,7 @@ export class View {
 
   top5(rows) {
     const { el } = this;
-    const items = rows.slice(0, 5).map(([name, p], i) => {
-      const li = document.createElement("li");
-      li.className = "top5-row";
-      li.dataset.testid = "top5-row";
-      li.dataset.label = name;
-      li.dataset.value = String(p);
-      if (i === 0) li.classList.add("first");
-      const label = document.createElement("span");
-      label.className = "top5-label";
-      label.textContent = name;
-      label.title = name;
-      const bar = document.createElement("span");
-      bar.className = "top5-bar";
-      bar.setAttribute("aria-hidden", "true");
-      const fill = document.createElement("span");
-      fill.className = "top5-fill";
-      fill.style.width = `${Math.max(0, Math.min(100, p * 100)).toFixed(1)}%`;
-      bar.append(fill);
-      const pct = document.createElement("span");
-      pct.className = "top5-pct";
-      pct.dataset.testid = "top5-pct";
-      pct.textContent = formatPercent(p);
-      li.append(label, bar, pct);
-      return li;
-    });
-    el.top5.replaceChildren(...items);
-    el.top5Empty.hidden = items.length > 0;
+    el.top5Empty.hidden = drawTop5(el.top5, rows) > 0;
   }
 
   figures({ latency, rtt, stats }) {

@@ -2,6 +2,7 @@
 // lives in the address (#job=ID), so a reload or a shared link reopens it.
 
 import { fetchModels } from "../api.js";
+import { byTestId } from "../dom.js";
 import { ModelPicker } from "../models.js";
 import { UploadForm } from "./form.js";
 import { formatDuration } from "./format.js";
@@ -15,12 +16,6 @@ import { isFinal, JobWatcher } from "./watch.js";
 const MODELS_POLL_PENDING_MS = 2000;
 const MODELS_POLL_RETRY_MS = 3000;
 const JOBS_POLL_BUSY_MS = 3000; // while some job in the list is queued or running
-
-function byTestId(id) {
-  const el = document.querySelector(`[data-testid="${id}"]`);
-  if (!el) throw new Error(`the page has no element with data-testid="${id}"`);
-  return el;
-}
 
 function jobIdFromHash() {
   return new URLSearchParams(location.hash.slice(1)).get("job") || null;

@@ -1,7 +1,7 @@
 // The page's frame around a job: the stage's state and message, the badge in the top bar, the status line
 // and the error box. Server strings go in as text nodes (commands in backticks as <code>), never as HTML.
 
-import { messageNodes } from "../richtext.js";
+import { showMessage } from "../richtext.js";
 
 export const IDLE_TEXT = "Choose a video, drop one here, or paste its URL: the labelled result opens here.";
 
@@ -28,8 +28,7 @@ export class PageView {
   /** Show (or clear, with null) the error box; `kind` says where it came from (input, upload, job, …). */
   error(text, kind = "error") {
     const { error } = this.el;
-    error.hidden = !text;
-    error.replaceChildren(...messageNodes(text ?? ""));
+    showMessage(error, text);
     error.dataset.kind = text ? kind : "";
   }
 

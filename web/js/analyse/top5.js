@@ -1,6 +1,6 @@
-// The top-5 bar chart for one window: the live page's chart, with each bar in its label's colour.
+// The top-5 bar chart for one window (web/js/top5.js), with each bar in its label's colour and a caption.
 
-import { formatPercent } from "../metrics.js";
+import { drawTop5 } from "../top5.js";
 import { formatSeconds } from "./format.js";
 
 export class Top5Chart {
@@ -23,31 +23,7 @@ export class Top5Chart {
     el.caption.textContent = `window ${index + 1}: ${formatSeconds(segment.start)}–${formatSeconds(segment.end)} s`
       + (segment.source === "clip" ? " · CLIP" : "");
     el.list.dataset.segment = String(index);
-    el.list.replaceChildren(...(segment.top5 ?? []).slice(0, 5).map(([name, p], i) => {
-      const li = document.createElement("li");
-      li.className = `top5-row${i === 0 ? " first" : ""}`;
-      li.dataset.testid = "top5-row";
-      li.dataset.label = name;
-      li.dataset.value = String(p);
-      const label = document.createElement("span");
-      label.className = "top5-label";
-      label.textContent = name;
-      label.title = name;
-      const bar = document.createElement("span");
-      bar.className = "top5-bar";
-      bar.setAttribute("aria-hidden", "true");
-      const fill = document.createElement("span");
-      fill.className = "top5-fill";
-      fill.style.width = `${Math.max(0, Math.min(100, p * 100)).toFixed(1)}%`;
-      fill.style.background = colours.get(name) ?? "";
-      bar.append(fill);
-      const pct = document.createElement("span");
-      pct.className = "top5-pct";
-      pct.dataset.testid = "top5-pct";
-      pct.textContent = formatPercent(p);
-      li.append(label, bar, pct);
-      return li;
-    }));
+    drawTop5(el.list, segment.top5, { colour: (name) => colours.get(name) });
   }
 
   clear() {

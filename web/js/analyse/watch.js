@@ -1,6 +1,7 @@
 // Follows one job until it ends: the job's websocket first (the server pushes every change), polling
 // GET /api/jobs/{id} once a second when the websocket cannot be opened or drops before the job ends.
 
+import { socketUrl } from "../api.js";
 import { getJob } from "./jobs_api.js";
 
 export const FINAL_STATES = new Set(["done", "failed", "cancelled"]);
@@ -8,12 +9,6 @@ const POLL_MS = 1000;
 
 export function isFinal(job) {
   return FINAL_STATES.has(job?.state);
-}
-
-function socketUrl(path) {
-  const url = new URL(path, location.href);
-  url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
-  return url.href;
 }
 
 export class JobWatcher {

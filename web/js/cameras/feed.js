@@ -2,8 +2,8 @@
 // anything changes; when that socket cannot be opened or drops, GET /api/streams once a second instead, and
 // try the socket again now and then (a restarted server or a proxy that cut it).
 
+import { socketUrl } from "../api.js";
 import { listStreams } from "./streams_api.js";
-import { socketUrl } from "./http.js";
 
 const POLL_MS = 1000;
 const SOCKET_RETRY_MS = 10_000; // while polling, how often to try the websocket again

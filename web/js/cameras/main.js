@@ -2,8 +2,9 @@
 // current by the streams feed (websocket, polling as the fallback), and a form to add one.
 
 import { fetchModels } from "../api.js";
+import { byTestId } from "../dom.js";
 import { ModelPicker } from "../models.js";
-import { messageNodes } from "../richtext.js";
+import { messageNodes, showMessage } from "../richtext.js";
 import { StreamsFeed } from "./feed.js";
 import { AddCameraForm } from "./form.js";
 import { LabelPalette } from "./palette.js";
@@ -18,12 +19,6 @@ const TRANSPORT_TEXT = {
   poll: "updates every second",
   down: "server unreachable",
 };
-
-function byTestId(id) {
-  const el = document.querySelector(`[data-testid="${id}"]`);
-  if (!el) throw new Error(`the page has no element with data-testid="${id}"`);
-  return el;
-}
 
 class CamerasPage {
   constructor($) {
@@ -138,9 +133,7 @@ class CamerasPage {
   }
 
   pageError(text) {
-    const box = this.$("page-error");
-    box.hidden = !text;
-    box.replaceChildren(...messageNodes(text));
+    showMessage(this.$("page-error"), text);
   }
 
   // -- models -----------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 // The server's cameras API (/api/streams…): list, add, remove, and the WebRTC viewer offer.
 
-import { requestJson } from "./http.js";
+import { requestJson } from "../api.js";
 
 const cameraPath = (name) => `/api/streams/${encodeURIComponent(name)}`;
 

@@ -3,8 +3,8 @@
 // Built from the page's <template id="camera-tile">; update(camera) redraws it from the server's camera JSON.
 
 import { formatPercent } from "../metrics.js";
+import { drawTop5 } from "../top5.js";
 import { formatClock, formatCount, formatDuration, STATE_MESSAGE, STATE_TEXT } from "./format.js";
-import { drawTop5 } from "./top5.js";
 import { CameraViewer } from "./viewer.js";
 
 const CONFIRM_MS = 4000; // how long "Remove?" waits for the second click
@@ -152,7 +152,7 @@ export class CameraTile {
     el.raw.textContent = differs ? `latest window: ${current.label} ${formatPercent(current.confidence)}` : "";
     el.overlay.classList.toggle("stale", camera.state !== "live");
     el.overlay.dataset.at = current.at ?? "";
-    drawTop5(el.top5, current.top5, palette);
+    drawTop5(el.top5, current.top5, { colour: (name) => palette.colour(name) });
     el.top5Time.textContent = current.at ? `at ${formatClock(current.at)}` : "";
   }
 

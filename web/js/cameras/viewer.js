@@ -1,31 +1,15 @@
 // One camera's video in the browser: a receive-only WebRTC peer to POST /api/streams/{name}/viewer.
-// Non-trickle like the live page's peer (web/js/peer.js): the offer goes out once ICE gathering is complete,
-// so signalling is one POST. The server relays its own decode of the camera, so the track outlives the
-// camera's reconnects; what can fail is this peer. A failed or closed peer is offered again with backoff while
-// the camera is live; while it is not, the viewer waits and starts over when the camera comes back live.
+// Non-trickle like the live page's peer (web/js/webrtc.js): the offer goes out once ICE gathering is
+// complete, so signalling is one POST. The server relays its own decode of the camera, so the track outlives
+// the camera's reconnects; what can fail is this peer. A failed or closed peer is offered again with backoff
+// while the camera is live; while it is not, the viewer waits and starts over when the camera comes back live.
 
+import { TimerSet } from "../timers.js";
+import { DISCONNECT_GRACE_MS, gatherOffer, offlinePeerConnection } from "../webrtc.js";
 import { postViewerOffer } from "./streams_api.js";
 
-const GATHER_TIMEOUT_MS = 5000; // loopback gathering takes milliseconds; give up waiting after this
 const CONNECT_TIMEOUT_MS = 15000; // answer set but never connected: treat as failed
-const DISCONNECT_GRACE_MS = 2500; // "disconnected" often recovers by itself; "failed" never does
 const BACKOFF_MS = [1000, 2000, 4000, 8000, 15000];
-
-function waitForGathering(pc) {
-  if (pc.iceGatheringState === "complete") return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      pc.removeEventListener("icegatheringstatechange", check);
-      resolve();
-    };
-    const check = () => {
-      if (pc.iceGatheringState === "complete") done();
-    };
-    const timer = setTimeout(done, GATHER_TIMEOUT_MS);
-    pc.addEventListener("icegatheringstatechange", check);
-  });
-}
 
 /**
  * state: "idle" (not wanted) | "connecting" | "connected" (track received, peer up) | "retrying" | "failed"
@@ -45,7 +29,7 @@ export class CameraViewer {
     this.wanted = false;
     this.closed = false;
     this.attempt = 0;
-    this.timers = new Set();
+    this.timers = new TimerSet();
     this.state = "idle";
     this.generation = 0; // bumps with each peer, so a late answer for an old one is dropped
   }
@@ -60,14 +44,14 @@ export class CameraViewer {
     this.wanted = live;
     if (!live) {
       if (this.state === "retrying" && this.timers.size) { // no offers while the camera is down: wait for live
-        this.clearTimers();
+        this.timers.clear();
         this.set("retrying", "the video reconnects when the camera is live again");
       }
       return;
     }
     if (!wasWanted && !this.peerAlive()) {
       this.attempt = 0;
-      this.clearTimers();
+      this.timers.clear();
       this.connect();
     } else if (this.state === "idle") {
       this.connect();
@@ -85,7 +69,7 @@ export class CameraViewer {
     const generation = ++this.generation;
     this.set("connecting", this.attempt ? `connecting the video again (try ${this.attempt + 1})…`
       : "connecting the video…");
-    const pc = new RTCPeerConnection({ iceServers: [] }); // offline: host candidates on loopback / LAN only
+    const pc = offlinePeerConnection();
     this.pc = pc;
     pc.addTransceiver("video", { direction: "recvonly" });
     pc.addEventListener("track", (event) => {
@@ -95,8 +79,7 @@ export class CameraViewer {
     });
     pc.addEventListener("connectionstatechange", () => this.connectionChanged(pc, generation));
     try {
-      await pc.setLocalDescription(await pc.createOffer());
-      await waitForGathering(pc);
+      await gatherOffer(pc);
       if (generation !== this.generation || this.closed) return;
       const answer = await postViewerOffer(this.name, { sdp: pc.localDescription.sdp, type: pc.localDescription.type });
       if (generation !== this.generation || this.closed) return;
@@ -109,7 +92,7 @@ export class CameraViewer {
       this.lose(err?.message || "the video connection could not be set up", hopeless);
       return;
     }
-    this.later(CONNECT_TIMEOUT_MS, () => {
+    this.timers.later(CONNECT_TIMEOUT_MS, () => {
       if (generation === this.generation && pc.connectionState !== "connected") {
         this.lose("the video connection did not open in time");
       }
@@ -121,12 +104,12 @@ export class CameraViewer {
     const state = pc.connectionState;
     if (state === "connected") {
       this.attempt = 0;
-      this.clearTimers();
+      this.timers.clear();
       this.set("connected", "");
     } else if (state === "failed" || state === "closed") {
       this.lose(`the video connection ${state === "failed" ? "failed" : "closed"}`);
     } else if (state === "disconnected") {
-      this.later(DISCONNECT_GRACE_MS, () => {
+      this.timers.later(DISCONNECT_GRACE_MS, () => {
         if (generation === this.generation && pc.connectionState === "disconnected") {
           this.lose("the video connection dropped");
         }
@@ -138,7 +121,7 @@ export class CameraViewer {
   lose(reason, hopeless = false) {
     if (this.closed) return;
     this.dropPeer();
-    this.clearTimers();
+    this.timers.clear();
     if (hopeless) {
       this.set("failed", reason);
       return;
@@ -150,7 +133,7 @@ export class CameraViewer {
     const delay = BACKOFF_MS[Math.min(this.attempt, BACKOFF_MS.length - 1)];
     this.attempt += 1;
     this.set("retrying", `${reason}; trying again in ${Math.round(delay / 1000)} s`);
-    this.later(delay, () => this.connect());
+    this.timers.later(delay, () => this.connect());
   }
 
   dropPeer() {
@@ -169,7 +152,7 @@ export class CameraViewer {
   close() {
     if (this.closed) return;
     this.closed = true;
-    this.clearTimers();
+    this.timers.clear();
     this.dropPeer();
     this.video.srcObject = null;
   }
@@ -177,18 +160,5 @@ export class CameraViewer {
   set(state, detail) {
     this.state = state;
     this.onState(state, detail);
-  }
-
-  later(ms, fn) {
-    const id = setTimeout(() => {
-      this.timers.delete(id);
-      fn();
-    }, ms);
-    this.timers.add(id);
-  }
-
-  clearTimers() {
-    for (const id of this.timers) clearTimeout(id);
-    this.timers.clear();
   }
 }

@@ -1,6 +1,6 @@
 // The server's events API (GET /api/events…): recorded action events of the cameras, newest first.
 
-import { requestJson } from "../cameras/http.js";
+import { requestJson } from "../api.js";
 
 /**
  * @param {{stream?: string, label?: string, since?: string, until?: string, state?: string, limit?: number,

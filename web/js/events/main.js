@@ -2,7 +2,8 @@
 // open / closed, a page at a time, refreshed every few seconds while the toggle is on. A row opens its
 // snapshot large with the event JSON.
 
-import { messageNodes } from "../richtext.js";
+import { byTestId } from "../dom.js";
+import { showMessage } from "../richtext.js";
 import { LabelPalette } from "../cameras/palette.js";
 import { listStreams } from "../cameras/streams_api.js";
 import { EventDetail } from "./detail.js";
@@ -12,12 +13,6 @@ import { EventsTable } from "./table.js";
 
 const PAGE_SIZE = 25;
 const REFRESH_MS = 5000;
-
-function byTestId(id) {
-  const el = document.querySelector(`[data-testid="${id}"]`);
-  if (!el) throw new Error(`the page has no element with data-testid="${id}"`);
-  return el;
-}
 
 class EventsPage {
   constructor($) {
@@ -137,9 +132,7 @@ class EventsPage {
   }
 
   error(text) {
-    const box = this.$("events-error");
-    box.hidden = !text;
-    box.replaceChildren(...messageNodes(text));
+    showMessage(this.$("events-error"), text);
   }
 }
 

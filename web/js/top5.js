@@ -1,15 +1,17 @@
-// A small top-5 bar chart (the live page's look), each bar in its label's colour.
+// The top-5 bar chart every page draws (live, analyse, cameras): one <li> per label with its name, a bar to
+// scale and the percentage. Pages that colour labels pass `colour`; the live page keeps the stylesheet's.
 
-import { formatPercent } from "../metrics.js";
+import { formatPercent } from "./metrics.js";
 
 /**
- * Draw `top5` ([[label, p], ...], best first) into the <ol> `list`.
+ * Draw `rows` ([[label, p], ...], best first; at most 5 are shown) into the <ol> `list`.
  * @param {HTMLOListElement} list
- * @param {[string, number][]} top5
- * @param {import("./palette.js").LabelPalette} palette
+ * @param {[string, number][] | null | undefined} rows
+ * @param {{colour?: (label: string) => string | undefined}} options the bar's fill colour for a label
+ * @returns {number} how many rows were drawn
  */
-export function drawTop5(list, top5, palette) {
-  list.replaceChildren(...(top5 ?? []).slice(0, 5).map(([name, p], i) => {
+export function drawTop5(list, rows, { colour } = {}) {
+  const items = (rows ?? []).slice(0, 5).map(([name, p], i) => {
     const li = document.createElement("li");
     li.className = `top5-row${i === 0 ? " first" : ""}`;
     li.dataset.testid = "top5-row";
@@ -25,7 +27,7 @@ export function drawTop5(list, top5, palette) {
     const fill = document.createElement("span");
     fill.className = "top5-fill";
     fill.style.width = `${Math.max(0, Math.min(100, p * 100)).toFixed(1)}%`;
-    fill.style.background = palette.colour(name);
+    if (colour) fill.style.background = colour(name) ?? "";
     bar.append(fill);
     const pct = document.createElement("span");
     pct.className = "top5-pct";
@@ -33,5 +35,7 @@ export function drawTop5(list, top5, palette) {
     pct.textContent = formatPercent(p);
     li.append(label, bar, pct);
     return li;
-  }));
+  });
+  list.replaceChildren(...items);
+  return items.length;
 }
