@@ -7,9 +7,11 @@ and counted.
 
 Two lanes: live requests first, then ``background`` ones (offline jobs) to fill the batch. While live
 requests are about (one came in the last ``LIVE_RECENT_S``), at most ``background_batch`` background items
-join a batch. Why: an offline job can always supply a full batch, and live streams sharing the model must not
-wait behind it; capping its share also keeps each batch short, so a live frame that arrives while a batch runs
-waits for a short batch. With no live traffic, background work gets full batches.
+(default 1) join a batch. Why: an offline job can always supply a full batch, and live streams sharing the
+model must not wait behind it; keeping its share to one item also keeps each batch short, so a live frame that
+arrives while a batch runs waits for a short batch. Measured with ``har-stream bench jobs`` on 2 cores at 4
+live peers: half a batch of job frames broke the peers' real time (drops, p95 ≥ 400 ms), one frame a batch
+kept it (docs/benchmarks.md). With no live traffic, background work gets full batches.
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ class DynamicBatcher(Generic[In, Out]):
         self.max_wait = max_wait_ms / 1000.0
         self.executor = executor
         self.stats = BatcherStats()
-        self.background_batch = min(max_batch, background_batch or max(1, max_batch // 2))
+        self.background_batch = min(max_batch, background_batch or 1)
         self._queue: asyncio.Queue[tuple[In, asyncio.Future[Out]]] = asyncio.Queue(maxsize=queue_size)
         self._background: asyncio.Queue[tuple[In, asyncio.Future[Out]]] = asyncio.Queue(maxsize=queue_size)
         self._wake = asyncio.Event()  # set on every submit; the collector sleeps on it

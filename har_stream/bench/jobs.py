@@ -1,7 +1,8 @@
 """Offline jobs beside live streams: how fast does an analysis job run while N peers are live, and do the
 peers stay in real time?
 
-Three runs on one server, in one process, back to back: the peers alone, the job alone, then both at once.
+Three runs on one server, in one process, back to back: the job alone (which also warms the model up), the
+peers alone, then both at once.
 The job is a real ``POST /api/jobs`` upload of a clip like the offline bench's (60 s, 640x480, 30 fps) without
 the annotated video; its speed is the analysis's media seconds per wall second. The peers' figures are those of
 ``bench live`` (server latency, drops, windows per peer), measured while the job runs.
@@ -61,9 +62,10 @@ async def run_job(url: str, clip: Path, stride: int | None = None) -> JobRun:
 
 async def run_mixed(url: str, clip: Path, peers: int, *, seconds: float, stride: int | None,
                     fps: float = 15.0, size: tuple[int, int] = (320, 240)) -> tuple[LiveRun, JobRun, LiveRun, JobRun]:
-    """(peers alone, job alone, peers during the job, the job during the peers)."""
-    alone = await run_peers(url, peers, seconds=seconds, fps=fps, stride=stride, size=size)
+    """(peers alone, job alone, peers during the job, the job during the peers). The job runs alone first: it
+    also warms the model up, so the peers-alone run is not charged for the first batches' one-off costs."""
     job_alone = await run_job(url, clip, stride)
+    alone = await run_peers(url, peers, seconds=seconds, fps=fps, stride=stride, size=size)
     outcome: list[JobRun] = []
 
     async def job_during() -> None:
