@@ -20,6 +20,7 @@ import numpy as np
 
 from .errors import ConfigError
 from .fallback import ClipFallback
+from .queues import put_drop_oldest
 from .ring_buffer import FrameSlot
 from .scheduler import Window, WindowScheduler
 from .smoother import Smoother
@@ -78,12 +79,7 @@ async def offer(queue: asyncio.Queue, item: object, policy: Policy) -> int:
     if policy == "block":
         await queue.put(item)
         return 0
-    dropped = 0
-    while queue.full():
-        queue.get_nowait()
-        dropped += 1
-    queue.put_nowait(item)
-    return dropped
+    return put_drop_oldest(queue, item)
 
 
 @dataclass

@@ -28,21 +28,20 @@ import sqlite3
 import tempfile
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from har_stream.errors import ConfigError
 from har_stream.events import ActionEvent
 from har_stream.fileutil import publish as publish_file
+from har_stream.queues import put_drop_oldest
 
-from .sqlite_db import open_database
+from .sqlite_db import DatabaseThread, open_database
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 SCHEMA_VERSION = 1
 MAX_LIMIT = 1000
 _ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -158,7 +157,7 @@ def _event(row: sqlite3.Row) -> ActionEvent:
         has_snapshot=bool(row["has_snapshot"]))
 
 
-class EventStore:
+class EventStore(DatabaseThread):
     """``await open()`` before use, ``await aclose()`` after. ``publish`` is the non-blocking door; the other
     methods are coroutines run on the store's thread. ``clock`` (epoch seconds) is injectable for retention
     tests."""
@@ -172,16 +171,12 @@ class EventStore:
         self.db_path = self.root / "events.sqlite3"
         self.retention = retention
         self._clock = clock
-        self._db: sqlite3.Connection | None = None
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="har-events-db")
+        super().__init__("events")
         self._queue: asyncio.Queue[ActionEvent] = asyncio.Queue(queue_size)
         self._writer: asyncio.Task[None] | None = None
         self._closed = False
         self._written = self._dropped = self._failed = self._pruned = 0
         self._last_error: str | None = None
-
-    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
 
     # -- lifecycle --------------------------------------------------------------------------------------
 
@@ -231,13 +226,7 @@ class EventStore:
             self._writer.cancel()
             await asyncio.gather(self._writer, return_exceptions=True)
             self._writer = None
-        await self._call(self._close)
-        self._thread.shutdown(wait=True)
-
-    def _close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        await self._close_database()
 
     # -- the recognition side's door ---------------------------------------------------------------------
 
@@ -246,11 +235,7 @@ class EventStore:
         if self._closed:
             self._dropped += 1
             return
-        while self._queue.full():
-            self._queue.get_nowait()
-            self._queue.task_done()
-            self._dropped += 1
-        self._queue.put_nowait(event)
+        self._dropped += put_drop_oldest(self._queue, event)
 
     async def flush(self) -> None:
         """Wait until every event published so far is written (or has failed)."""
@@ -276,10 +261,6 @@ class EventStore:
 
     # -- records ----------------------------------------------------------------------------------------
 
-    def _conn(self) -> sqlite3.Connection:
-        if self._db is None:
-            raise RuntimeError("the event store is not open")
-        return self._db
 
     def snapshot_path(self, event_id: str) -> Path:
         if not valid_event_id(event_id):

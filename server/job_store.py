@@ -13,22 +13,19 @@ connection is only ever used from one thread. Layout under ``root``::
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import sqlite3
 import time
-from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from har_stream.errors import ConfigError
 
-from .sqlite_db import open_database
+from .sqlite_db import DatabaseThread, open_database
 
-T = TypeVar("T")
 JobState = Literal["queued", "running", "done", "failed", "cancelled"]
 FINAL_STATES: frozenset[str] = frozenset({"done", "failed", "cancelled"})
 SCHEMA_VERSION = 1
@@ -112,20 +109,16 @@ def _record(row: sqlite3.Row) -> JobRecord:
     )
 
 
-class JobStore:
+class JobStore(DatabaseThread):
     """``await open()`` before use, ``await aclose()`` after. Methods are coroutines run on the store's thread."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.jobs_dir = self.root / "jobs"
-        self._db: sqlite3.Connection | None = None
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="har-jobs-db")
+        super().__init__("jobs")
 
     def job_dir(self, job_id: str) -> Path:
         return self.jobs_dir / job_id
-
-    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
 
     # -- lifecycle --------------------------------------------------------------------------------------
 
@@ -156,20 +149,9 @@ class JobStore:
         return [_record(r) for r in db.execute("SELECT * FROM jobs WHERE state = 'queued' ORDER BY created")]
 
     async def aclose(self) -> None:
-        await self._call(self._close)
-        self._thread.shutdown(wait=True)
-
-    def _close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        await self._close_database()
 
     # -- records ----------------------------------------------------------------------------------------
-
-    def _conn(self) -> sqlite3.Connection:
-        if self._db is None:
-            raise RuntimeError("the job store is not open")
-        return self._db
 
     def _put(self, record: JobRecord) -> None:
         marks = ", ".join("?" for _ in _COLUMNS)

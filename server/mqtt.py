@@ -32,6 +32,7 @@ import aiomqtt
 
 from har_stream.errors import ConfigError
 from har_stream.events import DEFAULT_SNAPSHOT_BASE, ActionEvent, iso_utc, utc_now
+from har_stream.queues import put_drop_oldest
 from har_stream.sources.urls import redact
 
 log = logging.getLogger(__name__)
@@ -180,11 +181,7 @@ class MqttPublisher:
         if self._closed:
             self._dropped += 1
             return
-        while self._queue.full():
-            self._queue.get_nowait()
-            self._queue.task_done()
-            self._dropped += 1
-        self._queue.put_nowait(event)
+        self._dropped += put_drop_oldest(self._queue, event)
 
     async def flush(self) -> None:
         """Wait until every message queued so far is acknowledged or given up on."""

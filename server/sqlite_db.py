@@ -7,11 +7,16 @@ one-line answer from both.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
 
 from har_stream.errors import ConfigError
+
+T = TypeVar("T")
 
 
 def open_database(path: Path, schema_version: int, schema: Sequence[str]) -> sqlite3.Connection:
@@ -40,3 +45,32 @@ def open_database(path: Path, schema_version: int, schema: Sequence[str]) -> sql
         raise ConfigError(f"{path} is not a usable database ({err}); move it away or set --data-dir to another "
                           "folder") from err
     return db
+
+
+class DatabaseThread:
+    """One SQLite connection used from one thread this object owns: the stores' common plumbing.
+
+    ``_call(fn, *args)`` runs ``fn`` on that thread (so the event loop never waits on a disk flush); ``_conn()``
+    is the connection, for code already on the thread; ``_close_database()`` ends both.
+    """
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+        self._db: sqlite3.Connection | None = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"har-{what}-db")
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise RuntimeError(f"the {self._what} store is not open")
+        return self._db
+
+    async def _close_database(self) -> None:
+        def close() -> None:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+        await self._call(close)
+        self._thread.shutdown(wait=True)

@@ -40,6 +40,7 @@ import aiohttp
 
 from har_stream.errors import ConfigError
 from har_stream.events import DEFAULT_SNAPSHOT_BASE, ActionEvent, iso_utc, utc_now
+from har_stream.queues import put_drop_oldest
 from har_stream.sources.urls import redact
 
 log = logging.getLogger(__name__)
@@ -183,11 +184,7 @@ class WebhookDispatcher:
             if self._closed:
                 target.dropped += 1
                 continue
-            while target.queue.full():
-                target.queue.get_nowait()
-                target.queue.task_done()
-                target.dropped += 1
-            target.queue.put_nowait(event)
+            target.dropped += put_drop_oldest(target.queue, event)
 
     async def flush(self) -> None:
         """Wait until every message queued so far is delivered or given up on."""
