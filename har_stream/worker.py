@@ -54,12 +54,16 @@ class ModelWorker:
     """Async face of a ``VideoModel``. Start with ``async with`` (or ``start``/``aclose``)."""
 
     def __init__(self, model: VideoModel, settings: BatchSettings = BatchSettings(),
-                 prepare: Prepare | None = None) -> None:
+                 prepare: Prepare | None = None, executor: ThreadPoolExecutor | None = None) -> None:
+        """``executor``: run on a thread someone else owns (several views of one model that is not thread-safe
+        share one); ``aclose`` then leaves it running. By default the worker owns a thread of its own."""
         self.model = model
         self.info = model.info
         self.prepare = prepare
         self._dtype = autocast_dtype(settings.precision, model.device)
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"har-infer-{model.info.name}")
+        self._owns_executor = executor is None
+        self.executor = executor or ThreadPoolExecutor(max_workers=1,
+                                                       thread_name_prefix=f"har-infer-{model.info.name}")
         self.encoder = DynamicBatcher(self._encode_batch, executor=self.executor, name=f"{model.info.name}-encode",
                                       max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms,
                                       queue_size=settings.queue_size)
@@ -92,8 +96,9 @@ class ModelWorker:
     async def aclose(self) -> None:
         await self.encoder.aclose()
         await self.classifier.aclose()
-        # The batch already running must finish before the model can go; wait for it off the loop.
-        await asyncio.to_thread(self.executor.shutdown, wait=True, cancel_futures=True)
+        if self._owns_executor:
+            # The batch already running must finish before the model can go; wait for it off the loop.
+            await asyncio.to_thread(self.executor.shutdown, wait=True, cancel_futures=True)
 
     async def __aenter__(self) -> ModelWorker:
         self.start()

@@ -13,27 +13,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from har_stream.models.base import VideoModel
 from har_stream.preprocess import FramePreparer
 from har_stream.worker import BatchSettings, ModelWorker
 
 
-class SharedThreadWorker(ModelWorker):
-    """A ``ModelWorker`` on an executor it does not own (so ``aclose`` leaves the executor running)."""
-
-    def __init__(self, model: VideoModel, settings: BatchSettings, executor: ThreadPoolExecutor,
-                 prepare: Callable[..., Any] | None = None) -> None:
-        super().__init__(model, settings, prepare)
-        self.executor.shutdown(wait=False)  # the one ModelWorker made for itself never started a thread
-        self.executor = self.encoder.executor = self.classifier.executor = executor
-
-    async def aclose(self) -> None:
-        await self.encoder.aclose()
-        await self.classifier.aclose()
-
-
 class _View:
-    def __init__(self, worker: SharedThreadWorker, permanent: bool) -> None:
+    def __init__(self, worker: ModelWorker, permanent: bool) -> None:
         self.worker = worker
         self.users = 0
         self.permanent = permanent
@@ -51,21 +36,21 @@ class ClipViews:
         self._closing: set[asyncio.Task[None]] = set()
 
     async def new_worker(self, labels: tuple[str, ...], label_set: str,
-                         settings: BatchSettings | None = None) -> SharedThreadWorker:
+                         settings: BatchSettings | None = None) -> ModelWorker:
         """A started view over ``labels`` with warm prompt embeddings; the caller owns (and closes) it."""
         model = self.encoder.with_labels(labels, label_set)
         await asyncio.get_running_loop().run_in_executor(self.executor, self.encoder.text_embeddings, labels)
-        worker = SharedThreadWorker(model, settings or self.batch, self.executor,
-                                    prepare=FramePreparer.for_model(model.info))
+        worker = ModelWorker(model, settings or self.batch, prepare=FramePreparer.for_model(model.info),
+                             executor=self.executor)  # CLIP is not thread-safe: every view on our one thread
         worker.start()
         return worker
 
-    def add(self, worker: SharedThreadWorker) -> None:
+    def add(self, worker: ModelWorker) -> None:
         """Share an existing view (e.g. CLIP's own Kinetics-400 view) for peers asking for its labels."""
         self._views[worker.info.labels] = _View(worker, permanent=True)
 
     async def acquire(self, labels: tuple[str, ...], label_set: str,
-                      permanent: bool) -> tuple[SharedThreadWorker, Callable[[], None]]:
+                      permanent: bool) -> tuple[ModelWorker, Callable[[], None]]:
         """The shared view over ``labels`` (made on first use) and the function that releases it."""
         async with self._lock:
             view = self._views.get(labels)
@@ -88,7 +73,7 @@ class ClipViews:
         return tuple(self._views)
 
     @property
-    def workers(self) -> tuple[SharedThreadWorker, ...]:
+    def workers(self) -> tuple[ModelWorker, ...]:
         """The shared views (closed by ``aclose``); fallback workers from ``new_worker`` are not among them."""
         return tuple(view.worker for view in self._views.values())
 
