@@ -11,7 +11,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    HAR_STREAM_HOME=/cache
+    HAR_STREAM_HOME=/cache \
+    HAR_STREAM_DATA=/data
 
 WORKDIR /app
 
@@ -26,10 +27,10 @@ RUN pins="$(python -c 'import tomllib; deps = tomllib.load(open("pyproject.toml"
 COPY . .
 RUN pip install -e . \
     && useradd --create-home --uid 1000 har \
-    && mkdir -p /cache \
-    && chown har /cache
+    && mkdir -p /cache /data \
+    && chown har /cache /data
 USER har
-VOLUME ["/cache"]
+VOLUME ["/cache", "/data"]
 
 EXPOSE 8080
 
