@@ -81,7 +81,7 @@ def parse_camera(data: Any, where: str = "the request") -> CameraSpec:
             raise ConfigError(f"{where}: camera {key} must be a number")
         try:
             out = kind(value)
-        except ValueError:
+        except (ValueError, OverflowError):
             raise ConfigError(f"{where}: camera {key} must be a number, got {value!r}") from None
         if kind is int and isinstance(value, float) and not value.is_integer():
             raise ConfigError(f"{where}: camera {key} must be a whole number, got {value!r}")

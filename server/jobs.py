@@ -129,28 +129,35 @@ class JobManager:
         stored = await self.store.list()
         return [self._active.get(r.id, r) for r in stored]
 
-    async def changed(self, job_id: str, timeout: float) -> None:
-        """Wait until ``job_id`` changes (or ``timeout`` passes)."""
-        event = self._changed.setdefault(job_id, asyncio.Event())
-        try:
-            await asyncio.wait_for(event.wait(), timeout)
-        except TimeoutError:
-            pass
+    def change_event(self, job_id: str) -> asyncio.Event:
+        """The event the next change of ``job_id`` sets (take it before reading, then wait on it)."""
+        return self._changed.setdefault(job_id, asyncio.Event())
+
+    def release_event(self, job_id: str) -> None:
+        """A finished job changes no more: drop its change event (holders keep their reference)."""
+        if job_id not in self._active:
+            self._changed.pop(job_id, None)
 
     async def wait_final(self, job_id: str) -> JobRecord:
         """The job's record once it is done, failed or cancelled."""
-        while not (record := await self.get(job_id)).final:
-            if self._closing:
-                raise OverloadedError("the server is stopping; the job will run again when it restarts")
-            await self.changed(job_id, 1.0)
-        return record
+        while True:
+            event = self.change_event(job_id)  # before reading: a change while we read is not missed
+            if (record := await self.get(job_id)).final:
+                self.release_event(job_id)
+                return record
+            if self._closing and job_id not in self._cancel_requested:
+                raise NotReadyError("the server is stopping; the job will run again when it restarts")
+            try:
+                await asyncio.wait_for(event.wait(), 1.0)
+            except TimeoutError:
+                pass
 
     # -- commands -----------------------------------------------------------------------------------------
 
     def check_room(self) -> None:
         """429 now, before a client spends minutes uploading into a full queue."""
         if self._closing:
-            raise OverloadedError("the server is stopping; submit the job again when it is back")
+            raise NotReadyError("the server is stopping; submit the job again when it is back")
         if len(self._pending) >= self.config.max_queued_jobs:
             raise OverloadedError(f"{len(self._pending)} jobs are already waiting (the limit is "
                                   f"{self.config.max_queued_jobs}); try again when some have finished")
@@ -185,7 +192,7 @@ class JobManager:
             await self._finish(record, "cancelled", "cancelled before it started; its files were removed")
         elif (task := self._running.get(job_id)) is not None:
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            return await self.wait_final(job_id)  # the runner records the outcome once the task has ended
         return await self.get(job_id)
 
     async def delete(self, job_id: str) -> None:
@@ -208,52 +215,69 @@ class JobManager:
             record = self._active.get(job_id)
             if record is None or record.state != "queued":
                 continue
-            task = asyncio.get_running_loop().create_task(self._execute(record), name=f"job-{job_id}")
+            task = asyncio.get_running_loop().create_task(self._work(record), name=f"job-{job_id}")
             self._running[job_id] = task
+            stopping = False
             try:
                 await asyncio.wait({task})
-                if not task.cancelled() and (err := task.exception()) is not None:  # e.g. the disk is full
-                    log.error("job %s could not be recorded: %s", job_id, err, exc_info=err)
-                    self._active.pop(job_id, None)
-                    self._progress.pop(job_id, None)
-                    self._notify(job_id)
-            except asyncio.CancelledError:  # the server stops: cut the job off, run it again next time
+            except asyncio.CancelledError:  # the server stops: cut the job off (it runs again next time)
+                stopping = True
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-                back = replace(record, state="queued", started=None)
-                await self.store.put(back)
-                self._active.pop(job_id, None)
-                raise
             finally:
                 self._running.pop(job_id, None)
+            try:
+                await self._settle(record, task, stopping)
+            except Exception:  # e.g. the disk is full: the record cannot be written
+                log.exception("job %s could not be recorded", job_id)
+                self._forget(job_id)
+            if stopping:
+                raise asyncio.CancelledError
 
-    async def _execute(self, record: JobRecord) -> None:
-        job_id = record.id
+    async def _work(self, record: JobRecord) -> tuple[AnalysisResult, dict[str, str]]:
+        """The job itself; how it ended is decided by ``_settle``, whatever point a cancel reached."""
         record = replace(record, state="running", started=time.time())
-        self._active[job_id] = record
-        self._progress[job_id] = progress = JobProgress()
+        self._active[record.id] = record
+        self._progress[record.id] = progress = JobProgress()
+        self._notify(record.id)
         await self.store.put(record)
-        self._notify(job_id)
-        log.info("job %s running", job_id)
-        try:
-            result, artifacts = await self._run(record, progress)
-        except asyncio.CancelledError:
-            if job_id not in self._cancel_requested:
+        log.info("job %s running", record.id)
+        return await self._run(record, progress)
+
+    async def _settle(self, queued: JobRecord, task: asyncio.Task[tuple[AnalysisResult, dict[str, str]]],
+                      stopping: bool) -> None:
+        """Record how a job's task ended: done, failed (files removed), cancelled by its user (files removed),
+        or cut off by a clean stop (back to queued, its upload kept, to run again at the next start)."""
+        job_id = queued.id
+        record = self._active.get(job_id, queued)
+        if task.cancelled():
+            if job_id in self._cancel_requested or not stopping:
+                await self.store.remove_files(job_id)
+                await self._finish(record, "cancelled", "cancelled while running; its files were removed")
+            else:
                 await self.store.remove_outputs(record)
-                raise  # the server is stopping; the runner re-queues it
-            await self.store.remove_files(job_id)
-            await self._finish(record, "cancelled", "cancelled while running; its files were removed")
-        except HarStreamError as err:
-            await self.store.remove_files(job_id)
-            await self._finish(record, "failed", self._public_message(record, err))
-        except Exception as err:
-            log.exception("job %s failed", job_id)
-            await self.store.remove_files(job_id)
-            await self._finish(record, "failed", f"internal error ({type(err).__name__}: {err}); the server log "
-                                                 "has the details")
-        else:
+                await self.store.put(replace(queued, state="queued", started=None))
+                self._forget(job_id)
+            return
+        err = task.exception()
+        if err is None:
+            result, artifacts = task.result()
             await self._finish(replace(record, duration=result.duration, artifacts=artifacts), "done", None)
             log.info("job %s done: %.1f s of video in %.1f s", job_id, result.duration, result.elapsed_s)
+            return
+        await self.store.remove_files(job_id)
+        if isinstance(err, HarStreamError):
+            await self._finish(record, "failed", self._public_message(record, err))
+        else:
+            log.error("job %s failed", job_id, exc_info=err)
+            await self._finish(record, "failed", f"internal error ({type(err).__name__}: {err}); the server log "
+                                                 "has the details")
+
+    def _forget(self, job_id: str) -> None:
+        self._active.pop(job_id, None)
+        self._progress.pop(job_id, None)
+        self._cancel_requested.discard(job_id)
+        self._notify(job_id)
 
     def _public_message(self, record: JobRecord, err: HarStreamError) -> str:
         """The error as users may see it: the upload's name instead of its path in the data directory, the
@@ -266,10 +290,7 @@ class JobManager:
     async def _finish(self, record: JobRecord, state: str, error: str | None) -> None:
         final = replace(record, state=state, error=error, finished=time.time())  # type: ignore[arg-type]
         await self.store.put(final)
-        self._active.pop(record.id, None)
-        self._progress.pop(record.id, None)
-        self._cancel_requested.discard(record.id)
-        self._notify(record.id)
+        self._forget(record.id)
 
     def _notify(self, job_id: str) -> None:
         event = self._changed.pop(job_id, None)

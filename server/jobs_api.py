@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import secrets
 import shutil
 from datetime import datetime, timezone
@@ -103,9 +104,11 @@ def parse_options(fields: dict[str, Any], defaults: JobOptions) -> JobOptions:
             raise BadRequestError(f"{name} must be a number")
         try:
             out = kind(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise BadRequestError(f"{name} must be {'an integer' if kind is int else 'a number'}, got {value!r}") \
                 from None
+        if kind is float and not math.isfinite(out):
+            raise BadRequestError(f"{name} must be a finite number, got {value!r}")
         if kind is int and isinstance(value, float) and not value.is_integer():
             raise BadRequestError(f"{name} must be an integer, got {value!r}")
         return out
@@ -243,9 +246,11 @@ async def job_events(request: web.Request) -> web.WebSocketResponse:
             record = await jobs.get(job_id)
         except NotFoundError:
             return None  # deleted meanwhile
+        if record.final:
+            jobs.release_event(job_id)
         return job_json(jobs, record), record.final
 
-    return await push_changes(request, snapshot, lambda timeout: jobs.changed(job_id, timeout), WS_MIN_INTERVAL_S)
+    return await push_changes(request, snapshot, lambda: jobs.change_event(job_id), WS_MIN_INTERVAL_S)
 
 
 async def predict(request: web.Request) -> web.Response:

@@ -20,6 +20,7 @@ from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from har_stream.errors import OverloadedError
+from har_stream.queues import put_drop_oldest
 
 from .errors import BadRequestError
 
@@ -37,28 +38,34 @@ class CameraTrack(MediaStreamTrack):
     def __init__(self, max_width: int = 640) -> None:
         super().__init__()
         self.max_width = max_width
-        self._latest: asyncio.Queue[av.VideoFrame] = asyncio.Queue(maxsize=1)
+        self._latest: asyncio.Queue[av.VideoFrame | None] = asyncio.Queue(maxsize=1)  # None: stopped
         self._start: float | None = None
         self.pushed = 0
         self.dropped = 0
 
     def push(self, frame: av.VideoFrame) -> None:
-        """Offer the newest frame; an unsent older one is dropped."""
+        """Offer the newest frame; an unsent older one is dropped. Cheap: scaling happens only for frames a
+        viewer actually takes (``recv``)."""
         if self.readyState != "live":
             return
-        if frame.width > self.max_width:
-            height = round(frame.height * self.max_width / frame.width / 2) * 2
-            frame = frame.reformat(width=self.max_width, height=max(2, height), format="yuv420p")
-        if self._latest.full():
-            self._latest.get_nowait()
-            self.dropped += 1
-        self._latest.put_nowait(frame)
+        self.dropped += put_drop_oldest(self._latest, frame)
         self.pushed += 1
+
+    def stop(self) -> None:
+        """End the track: a ``recv`` waiting for a frame raises ``MediaStreamError``, which ends the relay's
+        reader task and every viewer's copy of the track."""
+        super().stop()
+        put_drop_oldest(self._latest, None)
 
     async def recv(self) -> av.VideoFrame:
         if self.readyState != "live":
             raise MediaStreamError
         frame = await self._latest.get()
+        if frame is None:
+            raise MediaStreamError
+        if frame.width > self.max_width:
+            height = round(frame.height * self.max_width / frame.width / 2) * 2
+            frame = frame.reformat(width=self.max_width, height=max(2, height), format="yuv420p")
         now = time.monotonic()
         if self._start is None:
             self._start = now
@@ -105,10 +112,13 @@ class Viewers:
         except BadRequestError:
             await self._close(camera, pc)
             raise
-        except (ValueError, AttributeError, TypeError) as err:  # aiortc's words for an SDP it cannot use
+        except Exception as err:  # aiortc's words (ValueError, OperationError, ...) for an offer it cannot use
             await self._close(camera, pc)
-            raise BadRequestError(f"the viewer's SDP offer could not be used ({err}); send the browser's "
-                                  "pc.localDescription.sdp unchanged") from None
+            raise BadRequestError(f"the viewer's SDP offer could not be used ({type(err).__name__}: {err}); send "
+                                  "the browser's pc.localDescription.sdp unchanged") from None
+        except BaseException:
+            await asyncio.shield(self._close(camera, pc))
+            raise
         return pc.localDescription.sdp
 
     async def _close(self, camera: str, pc: RTCPeerConnection) -> None:

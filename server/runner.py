@@ -28,7 +28,8 @@ async def serve(config: ServerConfig, stop: asyncio.Event | None = None) -> None
     signals = (signal.SIGINT, signal.SIGTERM)
     for sig in signals:
         loop.add_signal_handler(sig, stop.set)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=config.shutdown_timeout_s)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=config.shutdown_timeout_s,
+                           handler_cancellation=True)  # a client that hangs up cancels its /predict job
     try:
         await runner.setup()
         site = web.TCPSite(runner, config.host, config.port)
@@ -50,7 +51,7 @@ async def listening(config: ServerConfig) -> AsyncIterator[tuple[web.Application
     """The app serving on a free 127.0.0.1 port, for in-process use (tests, ``bench live``); yields (app, url)
     and stops it (peers, then models) on exit."""
     app = create_app(config)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0, handler_cancellation=True)
     await runner.setup()
     try:
         site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -231,14 +231,7 @@ class StreamManager:
     # -- commands -----------------------------------------------------------------------------------------
 
     async def add(self, spec: CameraSpec) -> Camera:
-        if self._closing:
-            raise OverloadedError("the server is stopping; add the camera again when it is back")
-        if spec.name in self._cameras:
-            raise ConflictError(f"a camera named {spec.name!r} is already watched; remove it first or pick another "
-                                "name")
-        if len(self._cameras) >= self.config.max_streams:
-            raise OverloadedError(f"{len(self._cameras)} cameras are watched, the most this server allows "
-                                  f"(max_streams); remove one first")
+        self._check_room(spec.name)
         lease = await self.models.acquire(spec.model, spec.labels, spec.custom_labels)  # 400/503 now, not later
         try:
             labels = lease.worker.info.labels
@@ -248,8 +241,7 @@ class StreamManager:
                                   f"{lease.model} does not predict; choose from its labels (GET /api/models)")
         finally:
             lease.release()
-        if spec.name in self._cameras:  # added meanwhile
-            raise ConflictError(f"a camera named {spec.name!r} is already watched")
+        self._check_room(spec.name)  # again: others may have been added while the model was checked
         if spec.model is None and spec.labels is None and spec.custom_labels is None:
             spec = replace(spec, model=lease.model)  # the default now, even if the default changes later
         camera = self._launch(spec)
@@ -258,13 +250,23 @@ class StreamManager:
 
     async def remove(self, name: str) -> None:
         self.get(name)
+        self._cameras.pop(name)  # at once: a second DELETE while this one waits is a 404, not a race
         task = self._tasks.pop(name)
+        self._notify()
         await self.viewers.close_camera(name)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-        self._cameras.pop(name, None)
-        self._notify()
         log.info("camera %s removed", name)
+
+    def _check_room(self, name: str) -> None:
+        if self._closing:
+            raise NotReadyError("the server is stopping; add the camera again when it is back")
+        if name in self._cameras:
+            raise ConflictError(f"a camera named {name!r} is already watched; remove it first or pick another "
+                                "name")
+        if len(self._cameras) >= self.config.max_streams:
+            raise OverloadedError(f"{len(self._cameras)} cameras are watched, the most this server allows "
+                                  f"(max_streams); remove one first")
 
     def get(self, name: str) -> Camera:
         camera = self._cameras.get(name)
@@ -278,12 +280,9 @@ class StreamManager:
     def list(self) -> list[dict[str, Any]]:
         return [camera.to_json(self.viewers.count(name)) for name, camera in self._cameras.items()]
 
-    async def changed(self, timeout: float) -> None:
-        """Wait until any camera changes (or ``timeout`` passes)."""
-        try:
-            await asyncio.wait_for(self._changed.wait(), timeout)
-        except TimeoutError:
-            pass
+    def change_event(self) -> asyncio.Event:
+        """The event the next change of any camera sets (take it before reading, then wait on it)."""
+        return self._changed
 
     async def answer_viewer(self, name: str, offer_sdp: str) -> str:
         camera = self.get(name)

@@ -62,7 +62,7 @@ async def streams_ws(request: web.Request) -> web.WebSocketResponse:
     async def snapshot() -> tuple[dict[str, Any], bool]:
         return {"streams": streams.list()}, False
 
-    return await push_changes(request, snapshot, streams.changed, WS_MIN_INTERVAL_S)
+    return await push_changes(request, snapshot, streams.change_event, WS_MIN_INTERVAL_S)
 
 
 # -- events -------------------------------------------------------------------------------------------------

@@ -26,7 +26,8 @@ from har_stream.sources.av_stream import looks_like_container
 from .errors import BadRequestError, PayloadTooLargeError
 
 FILE_FIELDS = ("video", "file")
-MAX_FIELD_BYTES = 64 * 1024  # a text field (custom labels are the longest)
+MAX_FIELD_BYTES = 64 * 1024  # all text fields together (custom labels are the longest)
+MAX_FIELDS = 32
 CHUNK_BYTES = 256 * 1024
 FORM_OVERHEAD_BYTES = 64 * 1024  # multipart boundaries and text fields around the file
 PART_FILE = ".upload.part"
@@ -80,6 +81,7 @@ async def receive(request: web.Request, folder: Path, *, max_bytes: int) -> Rece
         raise _too_large(max_bytes)
     fields: dict[str, Any] = {}
     upload: ReceivedUpload | None = None
+    text_bytes = 0
     try:
         reader = await request.multipart()
         while (part := await reader.next()) is not None:
@@ -90,7 +92,13 @@ async def receive(request: web.Request, folder: Path, *, max_bytes: int) -> Rece
                     raise BadRequestError("send one video per job (the form has more than one file field)")
                 upload = await _save_file(part, folder, max_bytes)
             else:
+                if len(fields) >= MAX_FIELDS:
+                    raise BadRequestError(f"the form has more than {MAX_FIELDS} text fields; a job needs a few")
                 fields[part.name] = await _read_text(part)
+                text_bytes += len(fields[part.name])
+                if text_bytes > MAX_FIELD_BYTES:
+                    raise BadRequestError(f"the form's text fields add up to more than {MAX_FIELD_BYTES // 1024} "
+                                          "KiB; a job's options are a few hundred bytes")
     except ValueError as err:  # aiohttp's words for a malformed multipart body
         raise BadRequestError(f"the multipart form is malformed ({err})") from None
     return ReceivedRequest(fields=fields, upload=upload)

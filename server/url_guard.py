@@ -57,13 +57,30 @@ def check_public_url(url: str, *, allow_private: bool) -> None:
     except (socket.gaierror, UnicodeError) as err:
         raise InputError(f"cannot resolve the host {host!r} of the URL ({err}); check the URL") from None
     for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
+        address = _embedded_ipv4(ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]))
         if not address.is_global or address.is_multicast:
             raise PrivateAddressError(
                 f"refusing to fetch {redact(url)}: {host} is a {_kind(address)} address ({address}); the server "
                 "only fetches public URLs unless started with --allow-private-urls")
+
+
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+
+
+def _embedded_ipv4(address: ipaddress.IPv4Address | ipaddress.IPv6Address
+                   ) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """The IPv4 address an IPv6 one stands for (mapped, NAT64, 6to4, IPv4-compatible): that is where packets
+    end up, so that is what is checked."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return address
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address in NAT64 or (address in IPV4_COMPATIBLE and int(address) > 1):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return address
 
 
 def _kind(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:

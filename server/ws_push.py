@@ -18,10 +18,14 @@ from .keys import WEBSOCKETS
 Snapshot = Callable[[], Awaitable[tuple[Any, bool] | None]]  # (document, final?) or None: stop
 
 
-async def push_changes(request: web.Request, snapshot: Snapshot, changed: Callable[[float], Awaitable[None]],
-                       interval: float = 0.2) -> web.WebSocketResponse:
+async def push_changes(request: web.Request, snapshot: Snapshot, change_event: Callable[[], asyncio.Event],
+                       interval: float = 0.2, idle_s: float = 5.0) -> web.WebSocketResponse:
     """Send ``snapshot()``'s document whenever it differs from the last one sent, until it is final, it says
-    stop, the client leaves or the server shuts down (which closes every socket in ``WEBSOCKETS``)."""
+    stop, the client leaves or the server shuts down (which closes every socket in ``WEBSOCKETS``).
+
+    ``change_event()`` is the event the next change sets; it is taken before each snapshot, so a change that
+    lands while the document is sent, or during the pause, is never missed. Without changes, the document is
+    read again every ``idle_s``."""
     ws = web.WebSocketResponse(heartbeat=20.0)
     await ws.prepare(request)
     request.app[WEBSOCKETS].add(ws)
@@ -29,6 +33,7 @@ async def push_changes(request: web.Request, snapshot: Snapshot, changed: Callab
     try:
         last: Any = None
         while not ws.closed and not reader.done():
+            event = change_event()
             got = await snapshot()
             if got is None:
                 break
@@ -39,8 +44,8 @@ async def push_changes(request: web.Request, snapshot: Snapshot, changed: Callab
             if final:
                 break
             await asyncio.sleep(interval)
-            waiting = asyncio.ensure_future(changed(5.0))
-            await asyncio.wait({reader, waiting}, return_when=asyncio.FIRST_COMPLETED)
+            waiting = asyncio.ensure_future(event.wait())
+            await asyncio.wait({reader, waiting}, timeout=idle_s, return_when=asyncio.FIRST_COMPLETED)
             waiting.cancel()
     except (ConnectionResetError, RuntimeError):
         pass  # the watcher went away

@@ -76,6 +76,7 @@ async def test_urls_that_cannot_be_fetched_fail_with_a_reason_and_private_ones_a
     async with jobs_client(jobs_config(tiny_checkpoint, tmp_path / "a")) as client:  # the default: refused
         for url in (http_server.url("clip.mp4"), "http://localhost:8080/x.mp4", "http://10.1.2.3/x.mp4",
                     "http://[::1]/x.mp4", "http://169.254.169.254/latest/meta-data/",
+                    "http://[64:ff9b::a00:1]/x.mp4", "http://[2002:a00:1::]/x.mp4", "http://2130706433/x.mp4",
                     "http://user:secret@127.0.0.1/x.mp4"):
             status, error = await error_of(await client.post("/api/jobs", json={"url": url}))
             assert status == 400 and "refusing" in error and "--allow-private-urls" in error, error
@@ -151,6 +152,11 @@ async def test_bad_requests_and_a_full_queue_get_clear_errors(
             (await upload(client, change_clip, colour="red"), 400, "unknown field(s) colour"),
             (await upload(client, change_clip, url="http://example.com/x.mp4"), 400, "not both"),
             (await client.post("/api/jobs", json={"stride": 4}), 400, "no video"),
+            (await client.post("/api/jobs", data=b'{"url": "https://example.com/x.mp4", "stride": 1e999}',
+                               headers={"Content-Type": "application/json"}), 400, "stride must be an integer"),
+            (await client.post("/api/jobs", data=aiohttp.FormData([(f"f{i}", "x" * 100) for i in range(40)],
+                                                                   default_to_multipart=True)),
+             400, "more than 32 text fields"),
             (await client.post("/api/jobs", data=b"{not json", headers={"Content-Type": "application/json"}),
              400, "not valid JSON"),
             (await client.post("/api/jobs", data=b"abc", headers={"Content-Type": "text/plain"}), 400,
@@ -175,3 +181,31 @@ async def test_bad_requests_and_a_full_queue_get_clear_errors(
         for job in (first, second):
             await client.delete(f"/api/jobs/{job['id']}")
         assert (await client.get("/api/health")).status == 200
+
+
+async def test_a_predict_client_that_hangs_up_cancels_its_job(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """The real server (``handler_cancellation``): /predict's job must not run on for nobody. One runner, busy
+    with a long job, so the /predict job is still queued when its client gives up."""
+    from tests.helpers.webrtc_client import live_server
+
+    long_clip = write_motion_clip(tmp_path / "long.mp4", CHANGE_SCRIPT * 30, seed=3, speed=0.4, start=(0.75, 0.3))
+    config = jobs_config(tiny_checkpoint, tmp_path, job_concurrency=1)
+    async with live_server(config) as server:
+        form = aiohttp.FormData()
+        form.add_field("video", long_clip.read_bytes(), filename="busy.mp4")
+        status, busy = await server.post("/api/jobs", data=form)
+        assert status == 202, busy
+        form = aiohttp.FormData()
+        form.add_field("video", long_clip.read_bytes(), filename="impatient.mp4")
+        with pytest.raises(TimeoutError):
+            async with server.session.post(server.url + "/predict", data=form,
+                                           timeout=aiohttp.ClientTimeout(total=1.0)) as response:
+                await response.read()
+        deadline = asyncio.get_running_loop().time() + 20
+        while True:
+            jobs = {j["source"]["name"]: j for j in (await server.get("/api/jobs"))[1]["jobs"]}
+            if jobs["impatient.mp4"]["state"] == "cancelled" or asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.1)
+        assert jobs["impatient.mp4"]["state"] == "cancelled", jobs["impatient.mp4"]
+        assert jobs["busy.mp4"]["state"] in ("running", "done")

@@ -205,6 +205,14 @@ async def test_bad_camera_requests_get_clear_errors(tiny_checkpoint: Path, tmp_p
             assert gone.status == 404
         got, answer = await server.post("/api/streams/a/viewer", json={"sdp": "nonsense", "type": "offer"})
         assert got == 400 and "v=0" in answer["error"]
+        unusable = ("v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"
+                    "c=IN IP4 0.0.0.0\r\na=mid:0\r\na=recvonly\r\na=rtcp-mux\r\na=ice-ufrag:abcd\r\n"
+                    "a=ice-pwd:abcdefghijklmnopqrstuvwx\r\na=fingerprint:sha-256 AB:CD\r\na=setup:actpass\r\n"
+                    "a=rtpmap:96 FOO/90000\r\n")  # well formed, but no codec the server can send
+        for _ in range(2):
+            got, answer = await server.post("/api/streams/a/viewer", json={"sdp": unusable, "type": "offer"})
+            assert got == 400 and "could not be used" in answer["error"], answer
+        assert (await stream(server, "a"))["viewers"] == 0  # refused offers hold no viewer place
         got, answer = await server.get("/api/events?limit=0")
         assert got == 400 and "limit" in answer["error"]
         got, answer = await server.get("/api/events?since=yesterday")
@@ -232,3 +240,17 @@ async def test_a_browser_style_viewer_receives_the_relayed_video(
             assert (await stream(server, "yard"))["viewers"] == 1
         finally:
             await pc.close()
+
+
+async def test_a_stopped_camera_track_ends_its_viewers_reads() -> None:
+    """Removing a camera must end the relay's reader of its track (a waiting recv), not leave it pending."""
+    from aiortc.mediastreams import MediaStreamError
+
+    from server.relay import CameraTrack
+
+    track = CameraTrack()
+    waiting = asyncio.ensure_future(track.recv())
+    await asyncio.sleep(0.05)
+    track.stop()
+    with pytest.raises(MediaStreamError):
+        await asyncio.wait_for(waiting, 2)
