@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
-from collections.abc import Callable
 
 import aiomqtt
 import pytest
@@ -17,7 +15,7 @@ import pytest
 from har_stream.errors import ConfigError
 from har_stream.events import ActionEvent
 from server.mqtt import MqttPublisher, MqttSettings
-from tests.helpers.label_events import EPOCH
+from tests.helpers.label_events import action_event, until
 from tests.helpers.mqtt_broker import MosquittoBroker
 from tests.helpers.webhook_receiver import free_port
 
@@ -25,19 +23,7 @@ FAST = {"backoff_s": 0.05, "max_backoff_s": 0.2, "timeout_s": 5.0}
 
 
 def event(n: int, phase: str = "start", stream: str = "door") -> ActionEvent:
-    return ActionEvent(id=f"e{n}", phase=phase, seq=0 if phase == "start" else 1, stream=stream, label="falling",
-                       start=float(n), last=n + 1.0, end=n + 1.0 if phase == "end" else None, started_at=EPOCH,
-                       ended_at=EPOCH if phase == "end" else None, updated_at=EPOCH, peak_confidence=0.9,
-                       mean_confidence=0.8, peak_t=n + 0.5, windows=3, reason="changed" if phase == "end" else None,
-                       has_snapshot=True, snapshot=b"jpeg")
-
-
-async def until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
+    return action_event(n, phase, stream)
 
 
 async def receive(client: aiomqtt.Client, count: int, timeout: float = 20.0) -> list[aiomqtt.Message]:

@@ -7,11 +7,8 @@ whole recognition run finishing while every delivery to a dead receiver is still
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
-import time
-from collections.abc import Callable
 
 import pytest
 
@@ -19,26 +16,14 @@ from har_stream.errors import ConfigError
 from har_stream.events import ActionEvent
 from server.webhooks import SIGNATURE_HEADER, WebhookDispatcher, WebhookSettings, sign
 from tests.helpers.event_stream import run_clip, write_two_action_clip
-from tests.helpers.label_events import EPOCH
+from tests.helpers.label_events import action_event, until
 from tests.helpers.webhook_receiver import WebhookReceiver, free_port
 
 FAST = {"backoff_s": 0.05, "max_backoff_s": 0.2, "timeout_s": 5.0}
 
 
-def event(n: int, phase: str = "start") -> ActionEvent:
-    return ActionEvent(id=f"e{n}", phase=phase, seq=0 if phase == "start" else 1, stream="cam", label="falling",
-                       start=float(n), last=n + 1.0, end=n + 1.0 if phase == "end" else None, started_at=EPOCH,
-                       ended_at=EPOCH if phase == "end" else None, updated_at=EPOCH, peak_confidence=0.9,
-                       mean_confidence=0.8, peak_t=n + 0.5, windows=3, reason="changed" if phase == "end" else None,
-                       has_snapshot=True, snapshot=b"jpeg")
-
-
-async def until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
+def event(n: int, phase: str = "start", stream: str = "cam") -> ActionEvent:
+    return action_event(n, phase, stream)
 
 
 async def test_a_receiver_gets_the_events_of_a_real_clip_in_order_and_signed(tiny_checkpoint, tmp_path,

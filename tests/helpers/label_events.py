@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import time
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
 
+from har_stream.events import ActionEvent
 from har_stream.types import LabelEvent, Prediction
 
 LABELS = ("walking", "running", "falling")
@@ -52,3 +55,21 @@ def sequence(spec: Sequence[tuple[str, Sequence[float]]], first: int = 0) -> lis
             out.append(label_event(index, label, confidence))
             index += 1
     return out
+
+
+def action_event(n: int, phase: str = "start", stream: str = "cam") -> ActionEvent:
+    """A ready-made ``falling`` event number ``n`` (for delivery tests: store, webhooks, MQTT)."""
+    return ActionEvent(id=f"e{n}", phase=phase, seq=0 if phase == "start" else 1, stream=stream, label="falling",
+                       start=float(n), last=n + 1.0, end=n + 1.0 if phase == "end" else None, started_at=EPOCH,
+                       ended_at=EPOCH if phase == "end" else None, updated_at=EPOCH, peak_confidence=0.9,
+                       mean_confidence=0.8, peak_t=n + 0.5, windows=3, reason="changed" if phase == "end" else None,
+                       has_snapshot=True, snapshot=b"jpeg")
+
+
+async def until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+    """Poll ``condition`` until it holds; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.01)
