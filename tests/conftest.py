@@ -114,3 +114,18 @@ def ice_loopback_patch() -> Iterator[None]:
 
     with ice_loopback():
         yield
+
+
+@pytest.fixture(autouse=True, scope="session")
+def private_data_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A server a test starts without ``data_dir`` keeps its jobs and events in a temp folder (its default is
+    ``$XDG_DATA_HOME/har-stream``), never in the user's ``~/.local/share``; subprocess servers inherit it."""
+    saved = os.environ.get("XDG_DATA_HOME")
+    os.environ["XDG_DATA_HOME"] = str(tmp_path_factory.mktemp("xdg-data"))
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("XDG_DATA_HOME", None)
+        else:
+            os.environ["XDG_DATA_HOME"] = saved
