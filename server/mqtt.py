@@ -30,6 +30,7 @@ from urllib.parse import unquote, urlsplit
 
 import aiomqtt
 
+from har_stream.backoff import capped_delay
 from har_stream.errors import ConfigError
 from har_stream.events import DEFAULT_SNAPSHOT_BASE, ActionEvent, iso_utc, utc_now
 from har_stream.queues import put_drop_oldest
@@ -106,7 +107,7 @@ class MqttSettings:
         return f"{self.topic_prefix}/{_TOPIC_UNSAFE.sub('_', stream) or '_'}/events"
 
     def delay(self, attempt: int) -> float:
-        return min(self.max_backoff_s, self.backoff_s * 2 ** (max(attempt, 1) - 1))
+        return capped_delay(attempt, self.backoff_s, self.max_backoff_s)
 
     @property
     def broker(self) -> str:

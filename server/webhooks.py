@@ -38,6 +38,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from har_stream.backoff import capped_delay
 from har_stream.errors import ConfigError
 from har_stream.events import DEFAULT_SNAPSHOT_BASE, ActionEvent, iso_utc, utc_now
 from har_stream.queues import put_drop_oldest
@@ -92,7 +93,7 @@ class WebhookSettings:
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait after failed try number ``attempt`` (1-based)."""
-        return min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1))
+        return capped_delay(attempt, self.backoff_s, self.max_backoff_s)
 
 
 @dataclass(frozen=True)

@@ -139,3 +139,10 @@ def test_bad_settings_are_clear_errors():
         MqttSettings("b", qos=3)
     with pytest.raises(ConfigError, match="backoff"):
         MqttSettings("b", backoff_s=2.0, max_backoff_s=1.0)
+
+
+def test_reconnect_delay_stays_at_its_cap_however_long_the_broker_is_down() -> None:
+    """After ~1,000 failed connects (8 h at the 30 s cap) the doubling overflows a float; it must stay capped,
+    not kill the publisher."""
+    settings = MqttSettings(host="broker.example", backoff_s=1.0, max_backoff_s=30.0)
+    assert [settings.delay(n) for n in (1, 2, 3, 6, 1025, 10**6)] == [1.0, 2.0, 4.0, 30.0, 30.0, 30.0]

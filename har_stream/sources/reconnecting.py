@@ -58,6 +58,7 @@ from urllib.parse import unquote, urlsplit
 import av
 import numpy as np
 
+from ..backoff import capped_delay
 from ..errors import ConfigError, HarStreamError, InputError, SourceUnreachableError
 from ..frame_queue import check_settings
 from ..types import DecodedFrame, SourceInfo
@@ -108,11 +109,7 @@ class ReconnectPolicy:
 
     def base_delay(self, failures: int) -> float:
         """The delay before retrying after ``failures`` failures in a row (≥ 1), before jitter."""
-        exponent = max(0, failures - 1)
-        try:
-            return min(self.max_delay, self.initial_delay * self.factor ** exponent)
-        except OverflowError:
-            return self.max_delay
+        return capped_delay(failures, self.initial_delay, self.max_delay, self.factor)
 
     def delay_bounds(self, failures: int) -> tuple[float, float]:
         """The range ``delay`` draws from: ``[base * (1 - jitter), base]``."""
