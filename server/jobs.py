@@ -36,7 +36,7 @@ from har_stream.types import AnalysisResult, ModelRef
 from .config import ServerConfig
 from .errors import NotFoundError, NotReadyError
 from .job_store import JobOptions, JobRecord, JobSource, JobStore
-from .models_service import Lease, ModelService
+from .models_service import ModelService
 from .uploads import probe
 from .url_guard import check_public_url, redact
 
@@ -47,7 +47,6 @@ PLAYABLE = "playable.mp4"
 ANNOTATED = "annotated.mp4"
 RESULT_JSON = "result.json"
 RESULT_CSV = "result.csv"
-MODEL_WAIT_S = 600.0  # a job waits this long for its model to finish loading or downloading
 # Share of the overall progress bar each phase takes, when it runs.
 PHASE_WEIGHTS = {"resolving": 0.02, "analysing": 0.7, "transcoding": 0.14, "rendering": 0.14}
 
@@ -329,7 +328,12 @@ class JobManager:
         if record.source.kind == "url":
             enter("resolving")
             media = await asyncio.to_thread(self._vet_and_resolve, record.source.ref)
-        lease = await self._lease(record.id, options, progress)
+        def waiting() -> None:  # the model is still loading, after a restart say
+            progress.phase = "waiting"
+            self._notify(record.id)
+
+        lease = await self.models.acquire_when_ready(options.model, options.labels, options.custom_labels,
+                                                     on_wait=waiting)
         try:
             report = enter("analysing")
 
@@ -372,20 +376,6 @@ class JobManager:
             artifacts["annotated"] = ANNOTATED
         progress.fraction = 1.0
         return result, artifacts
-
-    async def _lease(self, job_id: str, options: JobOptions, progress: JobProgress) -> Lease:
-        """The job's model. One still loading or downloading (after a restart, say) is waited for, not failed."""
-        deadline = time.monotonic() + MODEL_WAIT_S
-        while True:
-            try:
-                return await self.models.acquire(options.model, options.labels, options.custom_labels)
-            except NotReadyError:
-                if time.monotonic() > deadline:
-                    raise
-                if progress.phase != "waiting":
-                    progress.phase = "waiting"
-                    self._notify(job_id)
-                await asyncio.sleep(0.25)
 
     def _vet_and_resolve(self, url: str) -> ResolvedMedia:
         """Check the URL, resolve a page with yt-dlp, check where the media really is (blocking)."""

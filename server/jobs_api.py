@@ -10,7 +10,6 @@ import logging
 import math
 import secrets
 import shutil
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from .job_store import JobOptions, JobRecord, JobSource
 from .jobs import JobManager
 from .keys import CONFIG, JOBS
 from .models_service import check_custom_labels
+from .timestamps import iso_seconds
 from .uploads import ReceivedRequest, probe, receive, stored_name
 from .url_guard import check_public_url, check_url_syntax, redact
 from .ws_push import push_changes
@@ -38,12 +38,6 @@ OPTION_FIELDS = ("model", "labels", "custom_labels", "stride", "clip_threshold",
 
 # -- presenting a job ---------------------------------------------------------------------------------------
 
-def _iso(t: float | None) -> str | None:
-    if t is None:
-        return None
-    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
 def job_json(jobs: JobManager, record: JobRecord) -> dict[str, Any]:
     """The job document of the API (without ``result``)."""
     progress = jobs.progress(record.id)
@@ -57,9 +51,9 @@ def job_json(jobs: JobManager, record: JobRecord) -> dict[str, Any]:
         "phase": progress.phase if progress else None,
         "progress": 1.0 if record.state == "done" else round(progress.fraction, 4) if progress else 0.0,
         "realtime": round(progress.realtime, 2) if progress and progress.realtime else None,
-        "created": _iso(record.created),
-        "started": _iso(record.started),
-        "finished": _iso(record.finished),
+        "created": iso_seconds(record.created),
+        "started": iso_seconds(record.started),
+        "finished": iso_seconds(record.finished),
         "source": {"kind": record.source.kind, "name": record.source.name, "size": record.source.size},
         "options": record.options.to_json(),
         "duration": record.duration if record.duration is not None else progress.duration if progress else None,

@@ -43,6 +43,7 @@ Status = Literal["ready", "loading", "downloading", "missing", "error"]
 T = TypeVar("T")
 MAX_CUSTOM_LABELS = 200
 MAX_LABEL_CHARS = 100
+MODEL_WAIT_S = 600.0  # how long jobs and cameras wait for their model to finish loading or downloading
 
 
 class _Stopped(Exception):
@@ -195,6 +196,25 @@ class ModelService:
         if label_set is not None and label_set.labels != worker.info.labels:
             return await self._clip_lease(label_set)
         return Lease(slot.name, worker, slot.fallback)
+
+    async def acquire_when_ready(self, model: str | None = None, labels: str | None = None,
+                                 custom_labels: tuple[str, ...] | None = None, *, timeout: float = MODEL_WAIT_S,
+                                 on_wait: Callable[[], None] | None = None) -> Lease:
+        """``acquire``, but a model still loading or downloading (after a restart, say) is waited for, up to
+        ``timeout`` seconds, instead of refused; ``on_wait`` is called once if it has to wait. For work that
+        can start late (jobs, cameras), unlike a browser peer that is waiting for its answer."""
+        deadline = time.monotonic() + timeout
+        waited = False
+        while True:
+            try:
+                return await self.acquire(model, labels, custom_labels)
+            except NotReadyError:
+                if time.monotonic() > deadline:
+                    raise
+                if not waited and on_wait is not None:
+                    on_wait()
+                waited = True
+                await asyncio.sleep(0.25)
 
     def _ready_worker(self, slot: ModelSlot) -> ModelWorker:
         if slot.status == "ready" and slot.worker is not None:

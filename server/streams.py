@@ -13,7 +13,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
@@ -33,22 +32,15 @@ from .errors import NotFoundError, NotReadyError
 from .event_hub import EventHub
 from .models_service import Lease, ModelService
 from .relay import CameraTrack, Viewers
+from .timestamps import iso_seconds
 
 log = logging.getLogger(__name__)
-
-MODEL_WAIT_S = 600.0
 
 
 class ConflictError(HarStreamError):
     """A camera with that name is already watched."""
 
     http_status = 409
-
-
-def _iso(t: float | None) -> str | None:
-    if t is None:
-        return None
-    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 class Camera:
@@ -77,7 +69,8 @@ class Camera:
 
     async def run(self) -> None:
         try:
-            self.lease = await self._lease()
+            self.lease = await self.models.acquire_when_ready(self.spec.model, self.spec.labels,
+                                                              self.spec.custom_labels)
             self.waiting = False
             info = self.lease.worker.info
             self.source = ReconnectingSource(
@@ -105,16 +98,6 @@ class Camera:
             self.error = f"internal error ({type(err).__name__}); the server log has the details"
         finally:
             await self._stop()
-
-    async def _lease(self) -> Lease:
-        deadline = time.monotonic() + MODEL_WAIT_S
-        while True:
-            try:
-                return await self.models.acquire(self.spec.model, self.spec.labels, self.spec.custom_labels)
-            except NotReadyError:
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.5)
 
     async def _stop(self) -> None:
         if self.detector is not None:
@@ -169,7 +152,7 @@ class Camera:
             current = {"label": event.prediction.label, "smoothed_label": event.smoothed_label,
                        "confidence": round(event.prediction.confidence, 4),
                        "top5": [[label, round(p, 4)] for label, p in event.prediction.top5],
-                       "t": round(event.t, 3), "latency_ms": round(event.latency_ms, 1), "at": _iso(at)}
+                       "t": round(event.t, 3), "latency_ms": round(event.latency_ms, 1), "at": iso_seconds(at)}
         video = status.info if status is not None else None
         return {
             **self.spec.to_json(),
@@ -178,7 +161,7 @@ class Camera:
             "reconnects": status.reconnects if status else 0,
             "attempt": status.attempt if status else 0,
             "retry_in": status.retry_in if status else None,
-            "since": _iso(status.since if status else self.created),
+            "since": iso_seconds(status.since if status else self.created),
             "model": self.lease.model if self.lease else self.spec.model,
             "labels": info.label_set if info else self.spec.labels,
             "stride": self.spec.stride or self.config.stride,
