@@ -105,8 +105,10 @@ async def test_29_97_fps_file_sampled_to_15(tmp_path: Path) -> None:
     clip = make_mp4(tmp_path / "ntsc.mp4", frames=120, fps=30000 / 1001)
     info, frames, _ = await _read(clip, sample_fps=15)
     assert info.fps == pytest.approx(29.97, abs=0.001)
-    assert len(frames) == 60
-    assert frames[-1].pts == pytest.approx(118 * 1001 / 30000)
+    # torchvision's VideoClips keeps source frame floor(j * 29.97 / 15) for slot j: 0, 1, 3, 5, ..., 117 (60
+    # frames); the live sampler keeps the same and also fills the last partial slot with frame 119.
+    assert [f.index for f in frames] == [0, *range(1, 120, 2)]
+    assert frames[-1].pts == pytest.approx(119 * 1001 / 30000)
 
 
 async def test_prepare_runs_in_the_decode_thread_only_for_kept_frames(media: Media) -> None:
