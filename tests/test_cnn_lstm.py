@@ -131,3 +131,39 @@ def test_config_validation() -> None:
     with pytest.raises(ModelError, match="at least two labels"):
         CnnLstmConfig(labels=("a",))
     assert CnnLstmConfig.from_dict({**CFG.to_dict(), "unknown_future_key": 1}) == CFG
+
+
+def test_checkpoint_records_its_resampling_and_the_engine_serves_with_it(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from har_stream.models.resampling import TORCHVISION_IMAGE
+    from har_stream.preprocess import FramePreparer
+
+    torch.manual_seed(0)
+    net = CnnLstmNet(replace(CFG, resampling=TORCHVISION_IMAGE))
+    path = save_checkpoint(net, tmp_path / "bilinear.pt")
+    assert read_checkpoint(path)["config"]["resampling"] == TORCHVISION_IMAGE.to_dict()
+    loaded = load_cnn_lstm(path, CPU)
+    assert loaded.info.resampling == TORCHVISION_IMAGE
+    assert FramePreparer.for_model(loaded.info).resampling == TORCHVISION_IMAGE
+
+
+def test_a_checkpoint_from_before_resampling_was_recorded_is_served_with_swscale_area(tmp_path: Path) -> None:
+    from har_stream.models.resampling import SWSCALE_AREA
+
+    path = save_checkpoint(_net(), tmp_path / "old.pt")
+    payload = torch.load(path, weights_only=True)
+    del payload["config"]["resampling"]  # what version-1 checkpoints written before this field look like
+    torch.save(payload, path)
+    assert load_cnn_lstm(path, CPU).info.resampling == SWSCALE_AREA
+
+
+@pytest.mark.parametrize("record", ["bilinear", {"filter": "lanczos"}])
+def test_an_unreadable_resampling_record_is_a_one_line_error(tmp_path: Path, record: object) -> None:
+    path = save_checkpoint(_net(), tmp_path / "bad.pt")
+    payload = torch.load(path, weights_only=True)
+    payload["config"]["resampling"] = record
+    torch.save(payload, path)
+    with pytest.raises(ModelError) as err:
+        load_cnn_lstm(path, CPU)
+    _assert_one_line(err, str(path), "resampling")

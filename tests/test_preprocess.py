@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from har_stream.models.base import IMAGENET_MEAN, IMAGENET_STD, ModelInfo
-from har_stream.preprocess import FramePreparer, resized_size
+from har_stream.preprocess import FramePreparer, centre_crop, resized_size
 
 
 def _smooth_image(width: int, height: int, seed: int = 0) -> np.ndarray:
@@ -111,3 +111,64 @@ def test_for_model_takes_the_geometry_from_the_model_info() -> None:
     img = _smooth_image(320, 240, seed=5)
     out = FramePreparer.for_model(info)(_frame(img))
     _close(out, _reference(img, (171, 128), (112, 112)))
+
+
+# ---------------------------------------------------------------------------------------- reference parity
+# Margins (size - crop) / 2 that are whole, .5 with an even integer part (round half to even keeps it) and
+# .5 with an odd one (torchvision rounds up, transformers truncates): 16, 8.5, 29.5, 58.5, 59.5.
+@pytest.mark.parametrize(("height", "width"), [(144, 144), (129, 171), (128, 171), (229, 341), (256, 343)])
+@pytest.mark.parametrize("crop", [(112, 112), (224, 224), (100, 150)])
+def test_centre_crop_rounds_like_torchvision_and_truncates_like_transformers(height: int, width: int,
+                                                                            crop: tuple[int, int]) -> None:
+    import torch
+    import torchvision.transforms.functional as F
+    from transformers.image_transforms import center_crop as hf_center_crop
+
+    img = _smooth_image(width, height, seed=height + width)
+    chw = torch.from_numpy(img).permute(2, 0, 1)
+    torchvision_crop = F.center_crop(chw, list(crop)).permute(1, 2, 0).numpy()
+    assert np.array_equal(centre_crop(img, crop, "round"), torchvision_crop)
+    transformers_crop = hf_center_crop(img, crop, input_data_format="channels_last")
+    if crop[0] <= height and crop[1] <= width:  # transformers' numpy crop pads differently; its processors pad first
+        assert np.array_equal(centre_crop(img, crop, "floor"), transformers_crop)
+    odd = [(n - c) / 2 for n, c in zip((height, width), crop, strict=True) if (n - c) % 2 and n >= c]
+    if any(int(m) % 2 for m in odd):  # a margin like 29.5: the two conventions disagree, and both are met
+        assert not np.array_equal(centre_crop(img, crop, "round"), centre_crop(img, crop, "floor"))
+
+
+@pytest.mark.parametrize(("height", "width"), [(60, 80), (100, 90), (111, 113)])
+def test_centre_crop_pads_a_small_image_like_torchvision(height: int, width: int) -> None:
+    import torch
+    import torchvision.transforms.functional as F
+
+    img = _smooth_image(width, height, seed=7)
+    expected = F.center_crop(torch.from_numpy(img).permute(2, 0, 1), [112, 112]).permute(1, 2, 0).numpy()
+    assert np.array_equal(centre_crop(img, (112, 112), "round"), expected)
+
+
+@pytest.mark.parametrize("name", ["r2plus1d-18", "s3d", "mvit-v2-s"])
+@pytest.mark.parametrize(("width", "height"), [(320, 240), (343, 256), (240, 427), (1920, 1080), (100, 80)])
+def test_torchvision_models_get_their_preset_output_bit_for_bit(name: str, width: int, height: int) -> None:
+    import torch
+
+    from har_stream.models.torchvision_video import model_info, spec_of
+
+    info = model_info(name)
+    img = _smooth_image(width, height, seed=width)
+    out = FramePreparer.for_model(info)(_frame(img))
+    preset = spec_of(name).weights.transforms()
+    ref = preset(torch.from_numpy(img).permute(2, 0, 1).unsqueeze(0))  # (C, T=1, H, W), normalised
+    mean = torch.tensor(preset.mean).view(3, 1, 1, 1)
+    std = torch.tensor(preset.std).view(3, 1, 1, 1)
+    levels = ((ref.double() * std.double() + mean.double()) * 255)[:, 0].permute(1, 2, 0).numpy()
+    assert out.shape == (*info.crop, 3)
+    assert np.abs(out - levels).max() < 0.01
+
+
+def test_the_area_path_is_the_default_and_is_recorded_by_name() -> None:
+    from har_stream.models.resampling import SWSCALE_AREA, TORCHVISION_VIDEO, Resampling
+
+    assert FramePreparer(64, (64, 64)).resampling == SWSCALE_AREA
+    assert Resampling.from_dict(TORCHVISION_VIDEO.to_dict()) == TORCHVISION_VIDEO
+    with pytest.raises(Exception, match="unknown resampling filter"):
+        Resampling("lanczos")  # type: ignore[arg-type]

@@ -16,6 +16,7 @@ import pytest
 import torch
 from filelock import FileLock
 
+from har_stream.errors import ConfigError
 from har_stream.models.cnn_lstm import read_checkpoint
 from tests.helpers.clips import REPO, run_cli
 from tests.helpers.motion_dataset import MotionDataset, make_motion_dataset
@@ -126,3 +127,22 @@ def test_checkpoint_serves_on_the_device_it_is_asked_for(trained) -> None:
     _, out, _ = trained
     model = load_cnn_lstm(out / "model.pt", torch.device(device_for_tests()))
     assert model.info.frames == 16 and model.info.crop == (32, 32) and model.info.fps == 15.0
+
+
+def test_training_and_serving_share_one_frame_preparation(trained, tmp_path: Path) -> None:
+    """The checkpoint records how training resized its frames, and the engine prepares them the same way."""
+    from har_stream.datasets.decode import FrameSpec
+    from har_stream.models.cnn_lstm import load_cnn_lstm
+    from har_stream.models.resampling import SWSCALE_AREA, TORCHVISION_IMAGE
+    from har_stream.training.settings import TrainSettings
+    from har_stream.training.trainer import Trainer
+
+    _, out, _ = trained
+    assert read_checkpoint(out / "model.pt")["config"]["resampling"] == SWSCALE_AREA.to_dict()
+    info = load_cnn_lstm(out / "model.pt", torch.device("cpu")).info
+    settings = TrainSettings(encoder="tiny", pretrained=False, size=32, resample="area")
+    trainer = Trainer(None, settings, tmp_path / "run", cache=tmp_path / "cache")  # type: ignore[arg-type]
+    assert trainer.frames.spec == FrameSpec(info.fps, info.resize, info.crop, info.resampling)
+    assert TrainSettings(encoder="tiny", pretrained=False, resample="bilinear").resampling == TORCHVISION_IMAGE
+    with pytest.raises(ConfigError, match="--resample must be one of area, bilinear"):
+        TrainSettings(encoder="tiny", pretrained=False, resample="lanczos")

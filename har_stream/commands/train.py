@@ -75,6 +75,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     model.add_argument("--frames", type=int, default=16, help="frames per window (default: 16)")
     model.add_argument("--fps", type=float, default=15.0, help="sampling rate, as served (default: 15)")
     model.add_argument("--size", type=int, default=112, help="frame size in pixels, square (default: 112)")
+    model.add_argument("--resample", default="area", choices=("area", "bilinear"),
+                       help="how frames are resized: area = swscale's AREA filter (fastest), bilinear = "
+                            "torchvision's antialiased bilinear, as its ImageNet preset; the checkpoint records it "
+                            "and the engine serves it the same way (default: area)")
     model.add_argument("--hidden", type=int, default=256, help="LSTM units per direction (default: 256)")
     model.add_argument("--layers", type=int, default=2, help="LSTM layers (default: 2)")
     model.add_argument("--dropout", type=float, default=0.3, help="default: 0.3")
@@ -117,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     pretrained = args.pretrained if args.pretrained is not None else args.encoder == "resnet18"
     settings = TrainSettings(
         encoder=args.encoder, pretrained=pretrained, frames=args.frames, fps=args.fps, size=args.size,
-        hidden=args.hidden, layers=args.layers, dropout=args.dropout, epochs=args.epochs,
+        resample=args.resample, hidden=args.hidden, layers=args.layers, dropout=args.dropout, epochs=args.epochs,
         fine_tune_epochs=args.fine_tune_epochs, batch_size=args.batch_size, lr=args.lr,
         fine_tune_lr=args.fine_tune_lr, weight_decay=args.weight_decay, clips_per_video=args.clips_per_video,
         stride=args.stride, val_fraction=args.val_fraction, flip=args.flip, crop_area=args.crop_area,

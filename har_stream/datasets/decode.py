@@ -16,17 +16,19 @@ import numpy as np
 
 from ..errors import InputError
 from ..models.base import Size
+from ..models.resampling import SWSCALE_AREA, Resampling
 from ..preprocess import FramePreparer
 from ..sources import AvSource
 
 
 @dataclass(frozen=True)
 class FrameSpec:
-    """How to sample and prepare frames: a model's fps, resize and crop (``ModelInfo``'s convention)."""
+    """How to sample and prepare frames: a model's fps, resize, crop and resampling (``ModelInfo``'s convention)."""
 
     fps: float
     resize: int | Size
     crop: Size
+    resampling: Resampling = SWSCALE_AREA
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,8 @@ class DecodedClip:
 
 
 async def decode_clip(path: Path, spec: FrameSpec) -> DecodedClip:
-    source = AvSource(path, sample_fps=spec.fps, prepare=FramePreparer(spec.resize, spec.crop), policy="block")
+    source = AvSource(path, sample_fps=spec.fps, prepare=FramePreparer(spec.resize, spec.crop, spec.resampling),
+                      policy="block")
     images, pts = [], []
     async with source:
         info = await source.open()

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .resampling import SWSCALE_AREA, Resampling
+
 Size = tuple[int, int]  # (height, width)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -30,7 +32,8 @@ class ModelInfo:
 
     ``resize`` follows torchvision's convention: an ``int`` scales the short side to it (aspect kept), a
     ``(h, w)`` pair scales to exactly that. ``crop`` is then a centre crop. Frames reach ``encode`` as
-    uint8 RGB tensors of shape (N, crop_h, crop_w, 3).
+    uint8 RGB tensors of shape (N, crop_h, crop_w, 3). ``resampling`` says how the resize and the crop are
+    done, so that frames match the model's reference transform (see ``resampling.py``).
     """
 
     name: str
@@ -45,6 +48,7 @@ class ModelInfo:
     label_set: str
     weights_sha256: str | None = None
     caches_features: bool = True  # True when encode() output is a compact embedding worth caching
+    resampling: Resampling = SWSCALE_AREA
 
     @property
     def num_classes(self) -> int:

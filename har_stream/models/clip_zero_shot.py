@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from ..errors import LabelsError, ModelError, WeightsMissingError
 from ..labels import DEFAULT_PROMPT, check_prompt, humanize
 from .base import ModelInfo, Size, VideoModel
+from .resampling import Resampling
 
 TEXT_BATCH = 256  # prompts per text-encoder call: bounds memory for large label sets
 TEXT_CACHE_SETS = 8  # label sets whose text embeddings are kept; least recently used is evicted
@@ -55,6 +56,26 @@ def image_geometry(image_processor: Any, image_size: int) -> tuple[int | Size, S
     return resize, resize if isinstance(resize, tuple) else (resize, resize)
 
 
+_PIL_FILTERS = {2: "bilinear", 3: "bicubic"}  # PIL.Image.Resampling values CLIP processors are configured with
+
+
+def image_resampling(image_processor: Any) -> Resampling:
+    """How ``image_processor`` resizes and crops, for ``FramePreparer`` to do the same.
+
+    transformers' ``CLIPImageProcessor`` resizes with torchvision.transforms.v2 on uint8 tensors, antialiased,
+    and truncates the crop margin; its PIL twin (``CLIPImageProcessorPil``, the original OpenAI recipe) resizes
+    with PIL, which the v2 kernel matches to within two grey levels (measured in tests/test_model_parity.py).
+    """
+    value = int(getattr(image_processor, "resample", 3))
+    try:
+        filter_ = _PIL_FILTERS[value]
+    except KeyError:
+        raise ModelError(f"the CLIP image processor resamples with PIL filter {value}; har-stream reproduces "
+                         "only bilinear (2) and bicubic (3): fix preprocessor_config.json") from None
+    return Resampling(filter_, antialias=True, kernel="uint8", crop_rounding="floor",  # type: ignore[arg-type]
+                      reference=f"transformers {type(image_processor).__name__}")
+
+
 def _triple(values: Sequence[float]) -> tuple[float, float, float]:
     r, g, b = (float(v) for v in values)
     return r, g, b
@@ -64,9 +85,10 @@ class ClipEncoder:
     """A loaded CLIP. Not thread-safe: like any model it is owned by one inference thread."""
 
     def __init__(self, model: Any, tokenizer: Any, image_info: ModelInfo, device: torch.device,
-                 prompt: str = DEFAULT_PROMPT) -> None:
+                 prompt: str = DEFAULT_PROMPT, image_processor: Any = None) -> None:
         self.model = model.eval().to(device)
         self.tokenizer = tokenizer
+        self.image_processor = image_processor  # the reference transform the engine's preparer reproduces
         self.image_info = image_info
         self.device = device
         self.prompt = check_prompt(prompt)
@@ -179,6 +201,6 @@ def load_clip(model_dir: Path, device: torch.device, prompt: str = DEFAULT_PROMP
     info = ModelInfo(
         name=name, family="clip", labels=(), frames=frames, fps=fps, resize=resize, crop=crop,
         mean=_triple(image.image_mean), std=_triple(image.image_std),
-        label_set="", weights_sha256=sha256, caches_features=True,
+        label_set="", weights_sha256=sha256, caches_features=True, resampling=image_resampling(image),
     )
-    return ClipEncoder(model, processor.tokenizer, info, device, prompt)
+    return ClipEncoder(model, processor.tokenizer, info, device, prompt, image_processor=image)

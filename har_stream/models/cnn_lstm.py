@@ -21,6 +21,7 @@ from ..errors import ModelError
 from ..fileutil import publish
 from ..weights import sha256_file as file_sha256
 from .base import IMAGENET_MEAN, IMAGENET_STD, ModelInfo, VideoModel
+from .resampling import SWSCALE_AREA, Resampling
 
 CHECKPOINT_FORMAT = "har-stream/cnn-lstm"
 CHECKPOINT_VERSION = 1
@@ -29,7 +30,11 @@ ENCODERS = ("resnet18", "tiny")
 
 @dataclass(frozen=True)
 class CnnLstmConfig:
-    """Architecture and input contract. ``encoder="tiny"`` is a small CNN for tests and quick experiments."""
+    """Architecture and input contract. ``encoder="tiny"`` is a small CNN for tests and quick experiments.
+
+    ``resampling`` is how training prepared its frames; the engine prepares them the same way when it serves
+    the checkpoint. Checkpoints from before it was recorded were all prepared with ``SWSCALE_AREA``.
+    """
 
     labels: tuple[str, ...]
     label_set: str = "custom"
@@ -42,6 +47,7 @@ class CnnLstmConfig:
     dropout: float = 0.3
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    resampling: Resampling = SWSCALE_AREA
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -64,6 +70,10 @@ class CnnLstmConfig:
         for key in ("labels", "size", "mean", "std"):
             if key in d:
                 d[key] = tuple(d[key])
+        if "resampling" in d:
+            if not isinstance(d["resampling"], dict):
+                raise ModelError(f"the recorded resampling {d['resampling']!r} is not a table of settings")
+            d["resampling"] = Resampling.from_dict(d["resampling"])
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in d.items() if k in known})
 
@@ -154,7 +164,7 @@ class CnnLstmModel(VideoModel):
         self.info = ModelInfo(
             name=name, family="cnn-lstm", labels=cfg.labels, frames=cfg.frames, fps=cfg.fps,
             resize=cfg.size, crop=cfg.size, mean=cfg.mean, std=cfg.std, label_set=cfg.label_set,
-            weights_sha256=weights_sha256, caches_features=True,
+            weights_sha256=weights_sha256, caches_features=True, resampling=cfg.resampling,
         )
 
     @torch.inference_mode()

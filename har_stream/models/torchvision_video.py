@@ -1,7 +1,9 @@
 """torchvision's Kinetics-400 clip models (S3D, R(2+1)D, R3D, MC3, MViT-V2-S, Swin3D-T) behind ``VideoModel``.
 
 Everything about a model's input comes from torchvision's own ``*_Weights.KINETICS400_V1`` enum: the 400
-categories (in torchvision's order), resize/crop/mean/std from its ``VideoClassification`` transform. Only
+categories (in torchvision's order), resize/crop/interpolation/mean/std from its ``VideoClassification``
+transform, whose resize is hard-coded to ``antialias=False`` and whose crop rounds its margin (so frames are
+prepared with ``TORCHVISION_VIDEO`` resampling and match the preset's output bit for bit). Only
 the window (frames, fps) is chosen here, from the evaluation settings torchvision documents for each
 weight (``meta["_docs"]``): clips are sampled at ``frame_rate=15`` (MViT: 7.5) with ``clip_len=16`` (Swin3D:
 32). S3D is documented at ``clip_len=128``, which is 8.5 s of video and far too long for live use; it runs at
@@ -27,6 +29,7 @@ from torchvision.models import video as tvv
 from ..errors import ModelError
 from ..weights import sha256_file
 from .base import ModelInfo, Size, VideoModel
+from .resampling import TORCHVISION_VIDEO
 
 
 @dataclass(frozen=True)
@@ -83,11 +86,16 @@ def model_info(name: str, weights_sha256: str | None = None) -> ModelInfo:
     else:
         resize = (int(preset.resize_size[0]), int(preset.resize_size[1]))
     crop = (int(preset.crop_size[0]), int(preset.crop_size[1]))
+    interpolation = getattr(preset.interpolation, "value", str(preset.interpolation))
+    if interpolation != TORCHVISION_VIDEO.filter:  # a new torchvision preset: fail loudly, never resample silently
+        raise ModelError(f"{name}: torchvision's preset resizes with {interpolation!r}, which har-stream does not "
+                         "reproduce yet")
     return ModelInfo(
         name=name, family="torchvision", labels=tuple(spec.weights.meta["categories"]),
         frames=spec.frames, fps=spec.fps, resize=resize, crop=crop,
         mean=_triple(preset.mean), std=_triple(preset.std),
         label_set="kinetics400", weights_sha256=weights_sha256, caches_features=False,
+        resampling=TORCHVISION_VIDEO,
     )
 
 

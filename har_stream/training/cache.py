@@ -25,6 +25,7 @@ from ..datasets.base import Clip
 from ..datasets.decode import DecodedClip, FrameSpec, decode_clips
 from ..errors import InputError
 from ..fileutil import publish
+from ..models.resampling import SWSCALE_AREA
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,11 @@ def clip_key(clip: Clip) -> str:
 
 def spec_key(spec: FrameSpec) -> str:
     resize = spec.resize if isinstance(spec.resize, int) else f"{spec.resize[0]}x{spec.resize[1]}"
-    return f"{spec.fps:g}fps-r{resize}-c{spec.crop[0]}x{spec.crop[1]}"
+    key = f"{spec.fps:g}fps-r{resize}-c{spec.crop[0]}x{spec.crop[1]}"
+    if spec.resampling != SWSCALE_AREA:  # the AREA folders keep the names they had before resampling was chosen
+        r = spec.resampling
+        key += f"-{r.filter}{'-aa' if r.antialias else ''}-{r.kernel}-{r.crop_rounding}"
+    return key
 
 
 @dataclass(frozen=True)

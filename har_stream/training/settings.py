@@ -11,6 +11,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..models.cnn_lstm import ENCODERS
+from ..models.resampling import TRAINING_CHOICES, Resampling, training_resampling
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
@@ -22,6 +23,7 @@ class TrainSettings:
     frames: int = 16
     fps: float = 15.0
     size: int = 112
+    resample: str = "area"  # how frames are resized (models/resampling.py); recorded in the checkpoint
     hidden: int = 256
     layers: int = 2
     dropout: float = 0.3
@@ -60,8 +62,14 @@ class TrainSettings:
             raise ConfigError(f"--val-fraction must be in [0, 1) (got {self.val_fraction})")
         if not 0.0 < self.crop_area <= 1.0:
             raise ConfigError(f"--crop-area must be in (0, 1] (got {self.crop_area})")
+        if self.resample not in TRAINING_CHOICES:
+            raise ConfigError(f"--resample must be one of {', '.join(TRAINING_CHOICES)} (got {self.resample!r})")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)} (got {self.precision!r})")
+
+    @property
+    def resampling(self) -> Resampling:
+        return training_resampling(self.resample)
 
     @property
     def total_epochs(self) -> int:

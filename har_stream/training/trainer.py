@@ -99,7 +99,8 @@ class Trainer:
         self.device = pick_device(options.device)
         self.dtype = training_dtype(settings.precision, self.device)
         self.workers = options.workers if options.workers is not None else default_workers(self.device)
-        self.frames = FrameCache(self.cache_root, FrameSpec(settings.fps, (settings.size,) * 2, (settings.size,) * 2))
+        size = (settings.size, settings.size)
+        self.frames = FrameCache(self.cache_root, FrameSpec(settings.fps, size, size, settings.resampling))
         self.last_path = self.out / "last.pt"
         self.model_path = self.out / "model.pt"
         self.log_path = self.out / "log.csv"
@@ -116,7 +117,7 @@ class Trainer:
         torch.manual_seed(s.seed)
         cfg = CnnLstmConfig(labels=self.dataset.classes, label_set=self.dataset.name, encoder=s.encoder,
                             hidden=s.hidden, layers=s.layers, frames=s.frames, size=(s.size, s.size), fps=s.fps,
-                            dropout=s.dropout)
+                            dropout=s.dropout, resampling=s.resampling)
         net = CnnLstmNet(cfg)
         if resumed is not None:
             net.load_state_dict(resumed["state_dict"])
