@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from . import __version__
 from .errors import HarStreamError
 
-COMMANDS = ("analyse", "weights", "bench", "serve", "train", "eval", "watch")
+COMMANDS = ("analyse", "weights", "models", "bench", "serve", "train", "eval", "watch")
 
 
 def build_parser() -> argparse.ArgumentParser:

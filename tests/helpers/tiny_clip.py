@@ -27,8 +27,12 @@ def tiny_vocab() -> dict[str, int]:
     return {tok: i for i, tok in enumerate(tokens)}
 
 
-def make_tiny_clip(directory: Path, seed: int = 0) -> Path:
-    """Write a tiny CLIP into ``directory`` (created if needed) and return it."""
+def make_tiny_clip(directory: Path, seed: int = 0, *, image_size: int = IMAGE_SIZE, patch_size: int = 8) -> Path:
+    """Write a tiny CLIP into ``directory`` (created if needed) and return it.
+
+    ``image_size=224, patch_size=32`` gives ViT-B/32's input geometry (and its 224-pixel image processor) with
+    tiny layers: what the preprocessing parity tests need.
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     vocab = tiny_vocab()
@@ -40,14 +44,14 @@ def make_tiny_clip(directory: Path, seed: int = 0) -> Path:
                 num_attention_heads=2, max_position_embeddings=MAX_TOKENS, projection_dim=16,
                 bos_token_id=vocab[BOS], eos_token_id=vocab[EOS], pad_token_id=vocab[EOS])
     vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                  image_size=IMAGE_SIZE, patch_size=8, projection_dim=16)
+                  image_size=image_size, patch_size=patch_size, projection_dim=16)
     config = CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)
     torch.manual_seed(seed)
     model = CLIPModel(config).eval()
     model.save_pretrained(directory)
 
-    processor = CLIPImageProcessor(size={"shortest_edge": IMAGE_SIZE},
-                                   crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
+    processor = CLIPImageProcessor(size={"shortest_edge": image_size},
+                                   crop_size={"height": image_size, "width": image_size})
     processor.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
