@@ -88,6 +88,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                       help="inference precision (default: auto = fp32 on CPU)")
     cams.set_defaults(func=run_cameras)
 
+    prep = bsub.add_parser("prepare", help="frame preparation: the reference-exact path vs swscale AREA, frames/s "
+                                           "and distance from each model's reference transform")
+    prep.add_argument("--video", type=Path, default=None,
+                      help="frames to prepare (default: a synthetic 640x480 clip made for the run)")
+    prep.add_argument("--sizes", default="320x240,640x480,1280x720,1920x1080", metavar="WxH,...",
+                      help="decoded frame sizes (default: %(default)s)")
+    prep.add_argument("--models", default="r2plus1d-18,s3d,clip", metavar="NAME,...",
+                      help="model geometries: torchvision names or clip (default: %(default)s)")
+    prep.add_argument("--frames", type=int, default=60, help="frames per size (default: 60)")
+    prep.add_argument("--repeats", type=int, default=3, help="alternating runs of each preparer; the best is kept")
+    prep.add_argument("--torch-threads", type=int, default=1,
+                      help="torch intra-op threads (default: 1, as in a decode thread beside inference)")
+    prep.set_defaults(func=run_prepare)
+
 
 def bench_model(spec: str | None, device: torch.device) -> VideoModel:
     from ..bench.machine import untrained_cnn_lstm_net
@@ -284,4 +298,42 @@ async def _run_cameras(args: argparse.Namespace, counts: list[int]) -> int:
                 best = n
             print(f"largest number of cameras sustained in real time: {best if best else 'none'}"
                   + (f" (of {', '.join(map(str, counts))})" if len(counts) > 1 else ""))
+    return 0
+
+
+def run_prepare(args: argparse.Namespace) -> int:
+    import tempfile
+
+    import torch
+
+    from ..bench.machine import describe
+    from ..bench.offline import make_bench_clip
+    from ..bench.prepare import run_prepare_bench
+    from ..errors import ConfigError
+    from ..models.torchvision_video import TORCHVISION_MODELS
+
+    if args.frames < 1 or args.repeats < 1 or args.torch_threads < 1:
+        raise ConfigError("--frames, --repeats and --torch-threads must be at least 1")
+    sizes = [_size(text) for text in args.sizes.split(",")]
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = [m for m in models if m != "clip" and m not in TORCHVISION_MODELS]
+    if unknown or not models:
+        raise ConfigError(f"--models takes torchvision model names or clip (got {args.models!r})")
+    torch.set_num_threads(args.torch_threads)
+    with tempfile.TemporaryDirectory(prefix="har-stream-bench-") as tmp:
+        video = args.video or make_bench_clip(Path(tmp), seconds=5.0)
+        figures = run_prepare_bench(video, models=models, frames=args.frames, repeats=args.repeats, sizes=sizes)
+    print(f"machine: {describe(torch.device('cpu'))}")
+    print(f"frames:  {args.frames} per size from {args.video or 'a synthetic 640x480 clip'}, yuv420p as decoded; "
+          f"best of {args.repeats} alternating runs; diff = |output - reference transform| in grey levels")
+    print(f"  {'size':>9s}  {'model':12s} {'preparer':30s} {'frames/s':>9s} {'ms/frame':>9s}  "
+          f"{'diff mean':>9s} {'p99':>6s} {'max':>6s}")
+    for f in figures:
+        print(f"  {f.size[0]:>4d}x{f.size[1]:<4d}  {f.model:12s} {f.preparer:30s} {f.fps:9.0f} {1000 / f.fps:9.3f}  "
+              f"{f.diff.mean:9.3f} {f.diff.p99:6.2f} {f.diff.max:6.2f}")
+    served = {(f.size, f.model): f for f in figures if f.preparer.endswith("(served)")}
+    for f in figures:
+        if f.preparer.startswith("swscale"):
+            ratio = served[(f.size, f.model)].fps / f.fps
+            print(f"  ratio served/swscale AREA at {f.size[0]}x{f.size[1]} for {f.model}: {ratio:.2f}x")
     return 0
