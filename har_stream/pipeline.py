@@ -1,7 +1,9 @@
 """Wires one source to the engine: sample → prepare → encode (cached) → window → classify → smooth → sinks.
 
 Live and offline run this same code; they differ only in queue policies (``drop_oldest`` keeps live
-streams current, ``block`` makes offline runs lose nothing) and in the final ``flush`` window offline.
+streams current, ``block`` makes offline runs lose nothing), in the final ``flush`` window offline, and in the
+stride: a live stream widens it while the model cannot answer windows as fast as it asks for them
+(``adaptive_stride.py``), an offline run keeps the one asked for.
 Each pipeline owns its tasks through a ``TaskGroup``: when ``run`` returns or is cancelled, nothing of it
 is left running.
 """
@@ -18,6 +20,7 @@ from typing import Any, Literal, TypeVar
 
 import numpy as np
 
+from .adaptive_stride import AdaptiveStride
 from .errors import ConfigError
 from .fallback import ClipFallback
 from .queues import put_drop_oldest
@@ -46,6 +49,7 @@ class StreamSettings:
     window_queue: int = 64  # offline: how far the source may run ahead, so batches fill
     fallback_queue: int = 8
     max_in_flight: int | None = None  # cap on this stream's frames waiting for the shared encoder (live)
+    adaptive_stride: bool = True  # live: widen the stride while the model falls behind (offline never does)
 
     def __post_init__(self) -> None:
         if self.window < 1:
@@ -104,6 +108,13 @@ class StreamPipeline:
         self.labels = worker.info.labels
         self.stats = StreamStats()
         self.smoother = Smoother(self.labels, settings.smoothing, settings.hysteresis)
+        self.stride_control: AdaptiveStride | None = None  # made in run(), once the sampling rate is known
+        self._scheduler: WindowScheduler | None = None
+
+    @property
+    def effective_stride(self) -> int:
+        """The stride windows close at now: the configured one, or wider while a live model falls behind."""
+        return self.stride_control.stride if self.stride_control is not None else self.settings.stride
 
     @property
     def primary_source(self) -> Literal["model", "clip"]:
@@ -116,7 +127,9 @@ class StreamPipeline:
 
     async def run(self, source_fps: float | None = None) -> None:
         fps = min(self.sample_fps, source_fps) if source_fps else self.sample_fps
-        scheduler = WindowScheduler(self.settings.window, self.settings.stride, 1.0 / fps)
+        scheduler = self._scheduler = WindowScheduler(self.settings.window, self.settings.stride, 1.0 / fps)
+        if self.settings.live and self.settings.adaptive_stride:
+            self.stride_control = AdaptiveStride(self.settings.stride, fps, self.settings.window)
         windows: asyncio.Queue[Window | None] = asyncio.Queue(self.settings.window_queue)
         refine: asyncio.Queue[Window | None] = asyncio.Queue(self.settings.fallback_queue)
         keep_frames = self.fallback is not None
@@ -172,20 +185,23 @@ class StreamPipeline:
         ``window_queue`` windows are in flight, so the shared batcher sees batches, and results are published
         in order as they complete."""
         in_flight = 1 if self.settings.live else max(1, self.settings.window_queue)
-        pending: deque[tuple[Window, asyncio.Future[np.ndarray]]] = deque()
+        pending: deque[tuple[Window, asyncio.Future[np.ndarray], float]] = deque()
         while (window := await windows.get()) is not None:
             features = await self._answer(asyncio.gather(*(s.feature for s in window.slots)))
-            pending.append((window, await self.worker.submit_classify(features,
-                                                                     background=self.settings.background)))
+            submitted = time.monotonic()
+            pending.append((window, await self.worker.submit_classify(features, background=self.settings.background),
+                            submitted))
             while pending and (len(pending) >= in_flight or pending[0][1].done()):
                 await self._publish(*pending.popleft(), refine)
         while pending:
             await self._publish(*pending.popleft(), refine)
         await offer(refine, None, self.settings.policy)
 
-    async def _publish(self, window: Window, answer: asyncio.Future[np.ndarray],
+    async def _publish(self, window: Window, answer: asyncio.Future[np.ndarray], submitted: float,
                        refine: asyncio.Queue[Window | None]) -> None:
         probs = await self._answer(answer)
+        if self.stride_control is not None and self._scheduler is not None:
+            self._scheduler.stride = self.stride_control.observe(time.monotonic() - submitted)
         prediction = top_prediction(probs, self.labels, self.primary_source)
         smoothed, _ = self.smoother.update(probs)
         self.stats.windows += 1
@@ -223,5 +239,5 @@ class StreamPipeline:
         event = LabelEvent(stream=self.name, t=window.end, window=(window.start, window.end),
                            prediction=prediction, smoothed_label=smoothed,
                            latency_ms=(now - window.newest_arrival) * 1000.0, window_index=window.index,
-                           refines=refines)
+                           refines=refines, stride=self.effective_stride if self.settings.live else None)
         self.sink(event, probs)

@@ -1,5 +1,8 @@
 """When does a window close? Every ``stride`` new frames once ``window`` frames are buffered.
 
+``stride`` may change between frames (live streams adapt it to the model's speed, see ``adaptive_stride.py``):
+the next window then closes ``stride`` frames after the last one.
+
 Offline runs also call ``flush()`` at the end, so the last frames are covered by a final window aligned to
 the end of the media, and a clip shorter than one window still gets one (its frames repeated to fill it).
 """
@@ -42,6 +45,7 @@ class WindowScheduler:
         self.frame_step = frame_step
         self.ring = RingBuffer(window)
         self._pushed = 0
+        self._pushed_at_last_window = 0
         self._windows = 0
         self._last_window_end_seq = -1
 
@@ -49,7 +53,10 @@ class WindowScheduler:
         """Add a frame; return the window it completes, if any."""
         self.ring.push(slot)
         self._pushed += 1
-        if self._pushed >= self.window and (self._pushed - self.window) % self.stride == 0:
+        if self._pushed < self.window:
+            return None
+        if self._pushed == self.window or self._pushed - self._pushed_at_last_window >= self.stride:
+            self._pushed_at_last_window = self._pushed
             return self._emit(self.ring.last(self.window))
         return None
 
@@ -58,6 +65,7 @@ class WindowScheduler:
         sides of it. Window indexes keep counting."""
         self.ring.clear()
         self._pushed = 0
+        self._pushed_at_last_window = 0
 
     def flush(self) -> Window | None:
         """At end of media: one last window ending at the last frame, unless one already does."""

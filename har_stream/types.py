@@ -79,6 +79,7 @@ class LabelEvent:
     latency_ms: float
     window_index: int
     refines: int | None = None  # window_index this CLIP result refines
+    stride: int | None = None  # live: the stride windows close at now (wider than asked while the model lags)
 
     def to_json(self) -> dict[str, Any]:
         out = {
@@ -93,6 +94,8 @@ class LabelEvent:
         }
         if self.refines is not None:
             out["refines"] = self.refines
+        if self.stride is not None:
+            out["stride"] = self.stride
         return out
 
 

@@ -200,7 +200,8 @@ class Peer:
                 received, windows = source.frames_received, pipeline.stats.windows
                 self.send({"type": "stats", "frames_received": received, "frames_dropped": source.stats.dropped,
                            "fps_in": round((received - last_received) / span, 2),
-                           "windows_per_s": round((windows - last_windows) / span, 2)})
+                           "windows_per_s": round((windows - last_windows) / span, 2),
+                           "stride": pipeline.effective_stride, "stride_asked": pipeline.settings.stride})
                 last_stats, last_received, last_windows = now, received, windows
 
     # -- messages -----------------------------------------------------------------------------------------

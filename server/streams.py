@@ -59,6 +59,7 @@ class Camera:
         self.source: ReconnectingSource | None = None
         self.detector: ActionEventDetector | None = None
         self.lease: Lease | None = None
+        self.pipeline: StreamPipeline | None = None  # while it runs: its effective (adaptive) stride is shown
         self.current: tuple[LabelEvent, float] | None = None  # the newest label and when it came
         self.open_event: ActionEvent | None = None
         self.error: str | None = None  # why the camera stopped, when not the source's own error
@@ -83,7 +84,7 @@ class Camera:
                                       else self.config.event_min_s,
                                       update_every_s=self.config.event_update_s),
                 snapshot=self.recent, emit=self._emit)
-            pipeline = StreamPipeline(
+            pipeline = self.pipeline = StreamPipeline(
                 self.spec.name, TapSource(self.source, self._on_frame), self.lease.worker,
                 StreamSettings(window=info.frames, stride=self.spec.stride or self.config.stride, fps=self.spec.fps,
                                live=True, window_queue=1, fallback_queue=1, max_in_flight=2),
@@ -106,6 +107,7 @@ class Camera:
         if self.source is not None:
             await self.source.aclose()
         self.track.stop()
+        self.pipeline = None
         if self.lease is not None:
             self.lease.release()
             self.lease = None
@@ -165,6 +167,7 @@ class Camera:
             "model": self.lease.model if self.lease else self.spec.model,
             "labels": info.label_set if info else self.spec.labels,
             "stride": self.spec.stride or self.config.stride,
+            "effective_stride": self.pipeline.effective_stride if self.pipeline is not None else None,
             "fps": self.spec.fps or (info.fps if info else None),
             "frames": status.frames if status else 0,
             "dropped": status.dropped if status else 0,

@@ -91,7 +91,9 @@ async def test_one_peer_gets_right_well_formed_labels(tiny_checkpoint: Path, tmp
     assert round_trips and all(0.0 < ms < 2000.0 for ms in round_trips)
     assert 0.0 < rtt < 1000.0
     stats = peer.of_type("stats")[-1]
-    assert set(stats) == {"type", "frames_received", "frames_dropped", "fps_in", "windows_per_s"}
+    assert set(stats) == {"type", "frames_received", "frames_dropped", "fps_in", "windows_per_s", "stride",
+                          "stride_asked"}
+    assert stats["stride"] == stats["stride_asked"] == 4 and {e["stride"] for e in events} == {4}  # it keeps up
     # Dropping is the designed answer to a busy machine (other tests run in parallel here), so a few drops are
     # allowed; sustained capacity with no drops is what `har-stream bench live` measures.
     assert stats["frames_received"] > 16 and stats["frames_dropped"] <= stats["frames_received"] // 4
@@ -200,3 +202,36 @@ async def test_slow_model_drops_oldest_frames_and_does_not_lag(tiny_checkpoint: 
     # in the shared batcher instead (no per-stream cap) measured 0.95-1.25 s; growing queues, more.
     assert max(e["latency_ms"] for e in later) < 850.0, [round(e["latency_ms"]) for e in later]
     assert label_counts(later).most_common(1)[0][0] == "holding still"
+
+
+class SlowClassifyModel(SlowModel):
+    """The tiny model behind a head that needs 300 ms per call, as a 3D CNN needs per window on a small CPU."""
+
+    def __init__(self, inner: VideoModel) -> None:
+        super().__init__(inner, seconds_per_frame=0.0)
+        self.info = ModelInfo(**{**inner.info.__dict__, "name": "slow-head"})
+
+    def classify(self, windows: torch.Tensor) -> torch.Tensor:
+        time.sleep(0.3)
+        return self.inner.classify(windows)
+
+
+async def test_a_model_too_slow_for_the_stride_widens_it_on_the_data_channel(tiny_checkpoint: Path,
+                                                                             tmp_path: Path) -> None:
+    """Stride 2 at 15 fps asks 7.5 windows/s of a head that answers 3.3/s: the server widens the stride (shown in
+    the label events and the stats), so labels keep coming with bounded latency instead of queueing."""
+    async with live_server(config(tiny_checkpoint, tmp_path)) as server:
+        await server.models.add_model(SlowClassifyModel(load_cnn_lstm(tiny_checkpoint, torch.device("cpu"))))
+        peer = await server.connect("holding still", model="slow-head", stride=2)
+        try:
+            await peer.wait_for("label", 1, timeout=20)
+            first = time.monotonic()
+            await asyncio.sleep(4.0)
+        finally:
+            await peer.close()
+    later = [r.message for r in peer.messages if r.message.get("type") == "label" and r.t > first + 1.5]
+    assert len(later) >= 4, "labels keep coming"
+    assert min(e["stride"] for e in later) >= 4, [e["stride"] for e in later]  # ceil(0.3 * 15 * 1.25) = 6
+    stats = peer.of_type("stats")[-1]
+    assert stats["stride_asked"] == 2 and stats["stride"] >= 4, stats
+    assert max(e["latency_ms"] for e in later) < 1000.0, [round(e["latency_ms"]) for e in later]

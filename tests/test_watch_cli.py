@@ -122,9 +122,12 @@ def test_watch_prints_states_and_right_labels_until_ctrl_c(tiny_checkpoint: Path
     assert watch.lines[-1].endswith("[stopped]"), watch.lines[-1]
     labels = labels_of(watch.lines)
     counts = Counter(m["label"] for m in labels)
-    # windows across the loop's jump back may read otherwise (the JSON test checks each clean window)
+    # Windows across the loop's jump back may read otherwise: the square leaps back right, and a model trained
+    # on this machine may call that "moving right". Every window within one pass must be right.
     assert counts.most_common(1)[0][0] == "moving left" and counts["moving left"] >= 0.5 * len(labels), counts
-    assert counts["moving right"] <= 0.1 * len(labels), counts
+    window_s = 16 / FPS  # the tiny model's window
+    clean = Counter(m["label"] for m in labels if clean_window(float(m["t"]) - window_s, float(m["t"])))
+    assert clean.total() >= 4 and clean["moving left"] >= 0.9 * clean.total(), clean
     assert labels[0]["changed"], labels[0].string  # the first smoothed label is a change, and marked
     assert all(not m["clip"].strip() for m in labels)  # --clip-threshold 0: the model only
     assert "Traceback" not in err and "interrupted" not in err, err

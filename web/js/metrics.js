@@ -60,3 +60,11 @@ export function formatCount(value) {
 export function formatPercent(p) {
   return Number.isFinite(p) ? `${Math.round(p * 100)}%` : "–";
 }
+
+/** The stride windows close at: "8", or "12 (adaptive, asked 8)" while the server has widened it. */
+export function formatStride(stats) {
+  const now = stats?.stride;
+  const asked = stats?.stride_asked;
+  if (!Number.isFinite(now)) return "–";
+  return Number.isFinite(asked) && now !== asked ? `${now} (adaptive, asked ${asked})` : `${now}`;
+}

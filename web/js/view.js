@@ -2,7 +2,7 @@
 // the top-5 chart and the live figures. Server strings go in as text nodes, never as HTML.
 
 import { byTestId } from "./dom.js";
-import { formatCount, formatMs, formatPercent, formatRate } from "./metrics.js";
+import { formatCount, formatMs, formatPercent, formatRate, formatStride } from "./metrics.js";
 import { showMessage } from "./richtext.js";
 import { drawTop5 } from "./top5.js";
 
@@ -42,6 +42,7 @@ export class View {
       start: $("start"), stop: $("stop"),
       latencyLast: $("latency-last"), latencyP50: $("latency-p50"), latencyP95: $("latency-p95"),
       rtt: $("rtt"), rttP50: $("rtt-p50"), fpsIn: $("fps-in"), windowsPerS: $("windows-per-s"),
+      strideEffective: $("stride-effective"),
       framesReceived: $("frames-received"), framesDropped: $("frames-dropped"),
     };
     this.stageText = this.el.stageMessage.querySelector(".stage-message-text");
@@ -137,6 +138,7 @@ export class View {
     el.rttP50.textContent = rtt.count ? `p50 ${formatMs(rtt.percentile(50))}` : "";
     el.fpsIn.textContent = formatRate(stats?.fps_in);
     el.windowsPerS.textContent = formatRate(stats?.windows_per_s);
+    el.strideEffective.textContent = formatStride(stats);
     el.framesReceived.textContent = formatCount(stats?.frames_received);
     el.framesDropped.textContent = formatCount(stats?.frames_dropped);
     el.framesDropped.classList.toggle("warn", (stats?.frames_dropped ?? 0) > 0);

@@ -188,7 +188,11 @@ export class CameraTile {
     const bits = [];
     if (camera.model) bits.push(camera.model);
     if (camera.labels) bits.push(camera.labels);
-    if (camera.stride) bits.push(`stride ${camera.stride}`);
+    if (camera.stride) {
+      const now = camera.effective_stride;
+      bits.push(Number.isFinite(now) && now !== camera.stride ? `stride ${now} (adaptive, asked ${camera.stride})`
+                                                              : `stride ${camera.stride}`);
+    }
     if (camera.video?.width) bits.push(`${camera.video.width}×${camera.video.height}`);
     const fps = camera.video?.fps ?? camera.fps;
     if (Number.isFinite(fps)) bits.push(`${Math.round(fps * 10) / 10} fps`);
