@@ -18,6 +18,7 @@ import torch
 from .batcher import DynamicBatcher
 from .errors import ConfigError
 from .models.base import VideoModel
+from .precision import resolve_precision
 
 Prepare = Callable[[av.VideoFrame], np.ndarray]
 
@@ -30,7 +31,7 @@ class BatchSettings:
     max_batch: int = 16
     max_wait_ms: float = 5.0
     queue_size: int = 256
-    precision: str = "fp32"  # autocast dtype for inference; "auto" = fp16 on CUDA, fp32 on CPU
+    precision: str = "fp32"  # autocast dtype for inference; "auto": see precision.py (measured per model)
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -60,7 +61,8 @@ class ModelWorker:
         self.model = model
         self.info = model.info
         self.prepare = prepare
-        self._dtype = autocast_dtype(settings.precision, model.device)
+        self.precision = resolve_precision(model, settings.precision)  # `auto`: decided once per model
+        self._dtype = autocast_dtype(self.precision.precision, model.device)
         self._owns_executor = executor is None
         self.executor = executor or ThreadPoolExecutor(max_workers=1,
                                                        thread_name_prefix=f"har-infer-{model.info.name}")

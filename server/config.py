@@ -71,7 +71,7 @@ class ServerConfig:
     max_wait_ms: float = 5.0
     frame_queue: int = 2  # per peer, prepared frames waiting for the engine (drop_oldest)
     torch_threads: int | None = None
-    precision: str = "auto"  # inference autocast: auto (fp16 on CUDA, fp32 on CPU), fp32, bf16, fp16
+    precision: str = "auto"  # inference autocast: auto (har_stream/precision.py), fp32, bf16, fp16
     preload: bool = True  # also load every other model whose weights are already cached
     shutdown_timeout_s: float = 3.0
     data_dir: Path | None = None  # jobs, uploads, results; None: $XDG_DATA_HOME/har-stream or ~/.local/share/…

@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -30,6 +31,7 @@ from har_stream.manifest import Manifest
 from har_stream.models.base import VideoModel, pick_device
 from har_stream.models.registry import CLIP_WEIGHTS, ClipSource, load_clip_encoder, load_model
 from har_stream.weights import WeightStore
+from har_stream.precision import resolve_precision
 from har_stream.worker import BatchSettings, ModelWorker
 
 from .catalogue import ModelSpec, build_catalogue, cached_weights
@@ -161,6 +163,7 @@ class ModelService:
             raise ModelError(f"a model named {name!r} is already served; give the model another name")
         spec = ModelSpec(name, model.info.family, name, None, model.info.label_set, model.info.num_classes, None)
         slot = self.slots[name] = ModelSlot(spec, "loading")
+        await asyncio.to_thread(resolve_precision, model, self.config.precision, home=self.store.home)
         await self._install(slot, model)
         slot.status, slot.message = "ready", None
         if default:
@@ -298,8 +301,12 @@ class ModelService:
         if spec.name == CLIP_WEIGHTS:
             encoder = load_clip_encoder(self.store, self.device, ClipSource(
                 None if spec.weights else Path(spec.load), self.config.prompt))
-            return encoder.with_labels(load_label_set("kinetics400").labels, "kinetics400"), encoder
-        return load_model(spec.load, device=self.device, store=self.store), None
+            model, extra = encoder.with_labels(load_label_set("kinetics400").labels, "kinetics400"), encoder
+        else:
+            model, extra = load_model(spec.load, device=self.device, store=self.store), None
+        # Here, in the loading thread: `auto` may run the model to decide, and the event loop must not wait.
+        resolve_precision(model, self.config.precision, home=self.store.home)
+        return model, extra
 
     async def _install(self, slot: ModelSlot, model: VideoModel) -> None:
         worker = ModelWorker(model, self.batch)
@@ -309,7 +316,9 @@ class ModelService:
             await self._attach_fallback(slot)
 
     async def _install_clip(self, slot: ModelSlot, encoder: Any, model: VideoModel) -> None:
-        self.clip = ClipViews(encoder, self.batch)
+        # Every view (label set) of CLIP runs at the precision decided for its Kinetics-400 view at load.
+        precision = resolve_precision(model, self.config.precision).precision
+        self.clip = ClipViews(encoder, replace(self.batch, precision=precision))
         worker = await self.clip.new_worker(model.info.labels, model.info.label_set)
         slot.worker = worker
         self.clip.add(worker)
@@ -321,8 +330,8 @@ class ModelService:
     async def _attach_fallback(self, slot: ModelSlot) -> None:
         assert slot.worker is not None and self.clip is not None
         info = slot.worker.info
-        worker = await self.clip.new_worker(info.labels, info.label_set, BatchSettings(
-            max_batch=8, max_wait_ms=self.config.max_wait_ms, queue_size=2 * self.config.max_batch))
+        worker = await self.clip.new_worker(info.labels, info.label_set, replace(
+            self.clip.batch, max_batch=8, queue_size=2 * self.config.max_batch))
         slot.fallback = ClipFallback(worker, self.config.clip_threshold, cache_frames=4 * info.frames)
 
     def _fail(self, slot: ModelSlot, err: BaseException) -> None:

@@ -183,7 +183,8 @@ class SlowModel(VideoModel):
 
 
 async def test_slow_model_drops_oldest_frames_and_does_not_lag(tiny_checkpoint: Path, tmp_path: Path) -> None:
-    async with live_server(config(tiny_checkpoint, tmp_path)) as server:
+    # fp32 asked for: `auto` would first probe bf16 against fp32 on this slowed encoder, at 0.1 s a frame
+    async with live_server(config(tiny_checkpoint, tmp_path, precision="fp32")) as server:
         await server.models.add_model(SlowModel(load_cnn_lstm(tiny_checkpoint, torch.device("cpu"))))
         peer = await server.connect("holding still", model="slow")
         try:
@@ -220,7 +221,7 @@ async def test_a_model_too_slow_for_the_stride_widens_it_on_the_data_channel(tin
                                                                              tmp_path: Path) -> None:
     """Stride 2 at 15 fps asks 7.5 windows/s of a head that answers 3.3/s: the server widens the stride (shown in
     the label events and the stats), so labels keep coming with bounded latency instead of queueing."""
-    async with live_server(config(tiny_checkpoint, tmp_path)) as server:
+    async with live_server(config(tiny_checkpoint, tmp_path, precision="fp32")) as server:
         await server.models.add_model(SlowClassifyModel(load_cnn_lstm(tiny_checkpoint, torch.device("cpu"))))
         peer = await server.connect("holding still", model="slow-head", stride=2)
         try:

@@ -40,8 +40,8 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompt", default=DEFAULT_PROMPT, help="CLIP prompt template")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: auto")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
-                   help="inference precision: auto = fp16 on CUDA, fp32 on CPU; bf16 is faster on CPUs with "
-                        "AVX512-BF16/AMX (labels may differ slightly)")
+                   help="inference precision: auto = bf16 on a CPU with AVX512-BF16/AMX when the model's l"
+                        "abels agree with fp32 (measured once), else fp32; fp16 on CUDA")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -47,7 +47,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     live.add_argument("--torch-threads", type=int, default=None,
                       help="in-process server: torch intra-op threads (default: torch's; 1 is often best on 2 cores)")
     live.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
-                      help="in-process server: inference precision (default: auto = fp32 on CPU)")
+                      help="in-process server: inference precision (default: auto, as serve)")
     live.add_argument("--untrained", action="store_true",
                       help="in-process server: load --model (a torchvision name) with random weights through a "
                            "temporary manifest, for speed figures where the real weights cannot be had")
@@ -67,7 +67,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     jobs.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     jobs.add_argument("--torch-threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     jobs.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
-                      help="inference precision (default: auto = fp32 on CPU)")
+                      help="inference precision (default: auto, as serve)")
     jobs.set_defaults(func=run_jobs)
 
     cams = bsub.add_parser("cameras", help="RTSP cameras (640x480, 15 fps): how many the server keeps in real "
@@ -85,7 +85,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     cams.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     cams.add_argument("--torch-threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     cams.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
-                      help="inference precision (default: auto = fp32 on CPU)")
+                      help="inference precision (default: auto, as serve)")
     cams.set_defaults(func=run_cameras)
 
     prep = bsub.add_parser("prepare", help="frame preparation: the reference-exact path vs swscale AREA, frames/s "

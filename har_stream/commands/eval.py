@@ -42,7 +42,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="a local CLIP directory (default: the cached openai/clip-vit-base-patch32)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: auto")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
-                   help="inference precision: auto = fp16 on CUDA, fp32 on CPU")
+                   help="inference precision: auto = bf16 on a CPU with AVX512-BF16/AMX when the model's l"
+                        "abels agree with fp32 (measured once), else fp32; fp16 on CUDA")
     p.add_argument("--jobs", type=int, default=2, help="videos decoded at once; their windows share batches "
                                                         "(default: 2)")
     add_progress_option(p)

@@ -37,8 +37,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="offer 127.0.0.1 as the only ICE candidate (a browser on this machine without network)")
     p.add_argument("--torch-threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     p.add_argument("--precision", default=None, choices=("auto", "fp32", "bf16", "fp16"),
-                   help="inference precision: auto = fp16 on CUDA, fp32 on CPU; bf16 is faster on CPUs with "
-                        "AVX512-BF16/AMX")
+                   help="inference precision: auto = bf16 on a CPU with AVX512-BF16/AMX when the model's l"
+                        "abels agree with fp32 (measured once), else fp32; fp16 on CUDA")
     p.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
                    help="where analysis jobs, uploads and results are kept (default: ~/.local/share/har-stream)")
     p.add_argument("--max-upload-mb", type=float, default=None, metavar="MB",
