@@ -25,7 +25,7 @@ RUN pins="$(python -c 'import tomllib; deps = tomllib.load(open("pyproject.toml"
 
 # Editable install: the weights manifest and label files are read from the repository's weights/ folder.
 COPY . .
-RUN pip install -e . \
+RUN pip install -e '.[runtimes]' \
     && useradd --create-home --uid 1000 har \
     && mkdir -p /cache /data \
     && chown har /cache /data

@@ -15,6 +15,7 @@ from .errors import ConfigError, WeightsError
 from .labels import DEFAULT_PROMPT, LabelSet, check_prompt, load_label_set
 from .models.base import VideoModel, pick_device
 from .models.registry import ClipSource, load_clip_encoder, load_model
+from .runtime import check_runtime, with_runtime
 from .types import ModelRef
 from .weights import WeightStore
 
@@ -29,8 +30,10 @@ class ModelChoice:
     clip_model: str | None = None  # a local CLIP directory; default: the weight store's `clip`
     prompt: str = DEFAULT_PROMPT
     device: str = "auto"
+    runtime: str = "auto"  # where the primary model's heavy network runs (runtime.py); CLIP stays on torch
 
     def __post_init__(self) -> None:
+        check_runtime(self.runtime)
         if not 0.0 <= self.clip_threshold <= 1.0:
             raise ConfigError(f"--clip-threshold must be between 0 and 1 (got {self.clip_threshold})")
         check_prompt(self.prompt)
@@ -60,6 +63,7 @@ def load_models(choice: ModelChoice, store: WeightStore | None = None) -> Loaded
         notices.append(f"{primary.info.name} does not predict the '{labels.name}' labels; "
                        "using CLIP zero-shot over them (open vocabulary)")
         primary = load_model("clip", device=device, store=store, labels=labels, clip=clip)
+    primary = with_runtime(primary, choice.runtime, home=store.home)
     fallback = None
     if choice.clip_threshold > 0 and primary.info.family != "clip":
         try:

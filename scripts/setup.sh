@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up har-stream on a fresh Debian machine: system packages, a virtual environment at .venv, and
-# `pip install -e '.[test]'`. Idempotent and fast once done: pip runs again only when pyproject.toml changes
+# `pip install -e '.[test,runtimes]'`. Idempotent and fast once done: pip runs again only when pyproject.toml changes
 # (a stamp in .venv holds its hash), apt-get only when a needed program is missing.
 #
 #   scripts/setup.sh          what running needs (ffmpeg)
@@ -143,9 +143,9 @@ if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want_stamp" && -x "$VENV/bin/har-str
     exit 0
 fi
 
-say "installing har-stream and its test tools into $VENV (pip install -e '.[test]'; first time: minutes)"
+say "installing har-stream and its test tools into $VENV (pip install -e '.[test,runtimes]'; first time: minutes)"
 rm -f "$STAMP"
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e '.[test]'
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e '.[test,runtimes]'
 version="$("$VENV/bin/har-stream" --version)" \
     || die "the install finished but \`$VENV/bin/har-stream --version\` fails; see the error above"
 printf '%s\n' "$want_stamp" >"$STAMP"

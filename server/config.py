@@ -17,6 +17,7 @@ from typing import Any
 
 from har_stream.errors import ConfigError
 from har_stream.labels import DEFAULT_PROMPT, check_prompt
+from har_stream.runtime import RUNTIMES
 
 from .camera_spec import CameraSpec, parse_camera
 
@@ -35,6 +36,7 @@ ENV_VARS: Mapping[str, str] = {
     "HAR_STREAM_STRIDE": "stride",
     "HAR_STREAM_PEER_IDLE_TIMEOUT": "peer_idle_timeout_s",
     "HAR_STREAM_PRECISION": "precision",
+    "HAR_STREAM_RUNTIME": "runtime",
     "HAR_STREAM_DATA": "data_dir",
     "HAR_STREAM_MAX_UPLOAD_MB": "max_upload_mb",
     "HAR_STREAM_JOB_CONCURRENCY": "job_concurrency",
@@ -72,6 +74,7 @@ class ServerConfig:
     frame_queue: int = 2  # per peer, prepared frames waiting for the engine (drop_oldest)
     torch_threads: int | None = None
     precision: str = "auto"  # inference autocast: auto (har_stream/precision.py), fp32, bf16, fp16
+    runtime: str = "auto"  # where models' heavy networks run: auto, torch, openvino, onnxruntime (runtime.py)
     preload: bool = True  # also load every other model whose weights are already cached
     shutdown_timeout_s: float = 3.0
     data_dir: Path | None = None  # jobs, uploads, results; None: $XDG_DATA_HOME/har-stream or ~/.local/share/…
@@ -123,6 +126,8 @@ class ServerConfig:
             raise bad("torch_threads", "must be at least 1")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
             raise bad("precision", "must be one of auto, fp32, bf16, fp16")
+        if self.runtime not in RUNTIMES:
+            raise bad("runtime", f"must be one of {', '.join(RUNTIMES)}")
         if not self.shutdown_timeout_s > 0:
             raise bad("shutdown_timeout_s", "must be positive")
         if not self.max_upload_mb > 0:

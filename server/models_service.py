@@ -32,6 +32,7 @@ from har_stream.models.base import VideoModel, pick_device
 from har_stream.models.registry import CLIP_WEIGHTS, ClipSource, load_clip_encoder, load_model
 from har_stream.weights import WeightStore
 from har_stream.precision import resolve_precision
+from har_stream.runtime import with_runtime
 from har_stream.worker import BatchSettings, ModelWorker
 
 from .catalogue import ModelSpec, build_catalogue, cached_weights
@@ -303,7 +304,9 @@ class ModelService:
                 None if spec.weights else Path(spec.load), self.config.prompt))
             model, extra = encoder.with_labels(load_label_set("kinetics400").labels, "kinetics400"), encoder
         else:
-            model, extra = load_model(spec.load, device=self.device, store=self.store), None
+            model = with_runtime(load_model(spec.load, device=self.device, store=self.store), self.config.runtime,
+                                 home=self.store.home)
+            extra = None
         # Here, in the loading thread: `auto` may run the model to decide, and the event loop must not wait.
         resolve_precision(model, self.config.precision, home=self.store.home)
         return model, extra

@@ -40,8 +40,12 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompt", default=DEFAULT_PROMPT, help="CLIP prompt template")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: auto")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
-                   help="inference precision: auto = bf16 on a CPU with AVX512-BF16/AMX when the model's l"
-                        "abels agree with fp32 (measured once), else fp32; fp16 on CUDA")
+                   help="inference precision: auto = bf16 on a CPU with AVX512-BF16/AMX when the model's "
+                        "labels agree with fp32 (measured once), else fp32; fp16 on CUDA")
+    p.add_argument("--runtime", default="auto", choices=("auto", "torch", "openvino", "onnxruntime"),
+                   help="where the model's heavy network runs: auto = OpenVINO for the models measured faster "
+                        "on it (the Kinetics 3D CNNs, the ResNet-18 CNN-LSTM) when installed, on a CPU; else "
+                        "torch (default: auto)")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -135,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
     from ..pipeline import StreamSettings
 
     choice = ModelChoice(model=args.model, labels=args.labels, clip_threshold=args.clip_threshold,
-                         clip_model=args.clip_model, prompt=args.prompt, device=args.device)
+                         clip_model=args.clip_model, prompt=args.prompt, device=args.device, runtime=args.runtime)
     models = load_models(choice)
     for notice in models.notices:
         print(f"har-stream: note: {notice}", file=sys.stderr)

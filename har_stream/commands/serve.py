@@ -37,8 +37,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="offer 127.0.0.1 as the only ICE candidate (a browser on this machine without network)")
     p.add_argument("--torch-threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     p.add_argument("--precision", default=None, choices=("auto", "fp32", "bf16", "fp16"),
-                   help="inference precision: auto = bf16 on a CPU with AVX512-BF16/AMX when the model's l"
-                        "abels agree with fp32 (measured once), else fp32; fp16 on CUDA")
+                   help="inference precision: auto = bf16 on a CPU with AVX512-BF16/AMX when the model's "
+                        "labels agree with fp32 (measured once), else fp32; fp16 on CUDA")
+    p.add_argument("--runtime", default=None, choices=("auto", "torch", "openvino", "onnxruntime"),
+                   help="where the models' heavy networks run: auto = OpenVINO for the models measured faster "
+                        "on it (the Kinetics 3D CNNs, the ResNet-18 CNN-LSTM) when installed, on a CPU; else "
+                        "torch (default: auto)")
     p.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
                    help="where analysis jobs, uploads and results are kept (default: ~/.local/share/har-stream)")
     p.add_argument("--max-upload-mb", type=float, default=None, metavar="MB",
@@ -57,7 +61,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 CLI_FIELDS = ("host", "port", "model", "device", "max_peers", "clip_threshold", "clip_model", "stride",
-              "peer_idle_timeout_s", "ice_loopback", "torch_threads", "precision", "data_dir", "max_upload_mb",
+              "peer_idle_timeout_s", "ice_loopback", "torch_threads", "precision", "runtime", "data_dir", "max_upload_mb",
               "job_concurrency", "allow_private_urls", "webhooks", "mqtt_url", "event_min_s")
 
 

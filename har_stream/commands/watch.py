@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
 
     StreamSettings(window=args.window or 1, stride=args.stride, fps=args.fps)  # the option checks, before loading
     choice = ModelChoice(model=args.model, labels=args.labels, clip_threshold=args.clip_threshold,
-                         clip_model=args.clip_model, prompt=args.prompt, device=args.device)
+                         clip_model=args.clip_model, prompt=args.prompt, device=args.device, runtime=args.runtime)
     if not args.verbose:  # the status lines say it already; the log would repeat them on stderr
         logging.getLogger("har_stream.sources.reconnecting").setLevel(logging.ERROR)
     models = load_models(choice)
