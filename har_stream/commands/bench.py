@@ -12,6 +12,30 @@ if TYPE_CHECKING:
     from ..models.base import VideoModel
 
 
+RUNTIME_NAMES = ("torch-fp32", "torch-bf16", "torch-compile", "onnxruntime-fp32", "onnxruntime-int8", "openvino-fp32",
+                 "openvino-bf16", "openvino-int8")  # har_stream.bench.runtimes.RUNTIMES, without importing torch
+
+
+def add_json_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", type=Path, default=None, metavar="FILE",
+                   help="also write the figures, the machine (CPU and flags, cores, GPU), versions and settings as JSON")
+
+
+def check_json(args: argparse.Namespace) -> None:
+    from ..errors import ConfigError
+
+    if args.json is not None and not args.json.parent.resolve().is_dir():
+        raise ConfigError(f"--json {args.json}: folder {args.json.parent} does not exist")
+
+
+def report(args: argparse.Namespace, figures: object, device: object = None) -> None:
+    if args.json is not None:
+        from ..bench.report import write_report
+
+        write_report(args.json, args.bench, vars(args), figures, device)  # type: ignore[arg-type]
+        print(f"json:    {args.json}")
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="measure throughput and latency (prints figures and the machine)")
     bsub = p.add_subparsers(dest="bench", metavar="BENCH")
@@ -29,6 +53,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     off.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     off.add_argument("--precision", default="fp32", choices=("auto", "fp32", "bf16", "fp16"),
                      help="inference precision, the same for both pipelines (default: fp32)")
+    add_json_option(off)
     off.set_defaults(func=run_offline)
 
     live = bsub.add_parser("live", help="live WebRTC: N peers at 15 fps against a server (latency, drops, most peers)")
@@ -53,6 +78,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                            "temporary manifest, for speed figures where the real weights cannot be had")
     live.add_argument("--ice-loopback", action="store_true",
                       help="clients offer 127.0.0.1 only (for a server started with --ice-loopback)")
+    add_json_option(live)
     live.set_defaults(func=run_live)
 
     jobs = bsub.add_parser("jobs", help="an offline job beside N live peers: job speed, and whether live stays "
@@ -68,6 +94,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     jobs.add_argument("--torch-threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     jobs.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                       help="inference precision (default: auto, as serve)")
+    add_json_option(jobs)
     jobs.set_defaults(func=run_jobs)
 
     cams = bsub.add_parser("cameras", help="RTSP cameras (640x480, 15 fps): how many the server keeps in real "
@@ -86,6 +113,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     cams.add_argument("--torch-threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     cams.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                       help="inference precision (default: auto, as serve)")
+    add_json_option(cams)
     cams.set_defaults(func=run_cameras)
 
     prep = bsub.add_parser("prepare", help="frame preparation: the reference-exact path vs swscale AREA, frames/s "
@@ -100,7 +128,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     prep.add_argument("--repeats", type=int, default=3, help="alternating runs of each preparer; the best is kept")
     prep.add_argument("--torch-threads", type=int, default=1,
                       help="torch intra-op threads (default: 1, as in a decode thread beside inference)")
+    add_json_option(prep)
     prep.set_defaults(func=run_prepare)
+
+    rts = bsub.add_parser("runtimes", help="CPU runtimes side by side: torch eager fp32/bf16, torch.compile, ONNX "
+                                           "Runtime and OpenVINO (fp32, bf16, int8), speed and distance from fp32")
+    rts.add_argument("--networks", default="resnet18,r2plus1d-18,s3d", metavar="NAME,...",
+                     help="resnet18 (the CNN-LSTM's frame encoder), r2plus1d-18, s3d (default: %(default)s)")
+    rts.add_argument("--runtimes", default=",".join(RUNTIME_NAMES), metavar="NAME,...",
+                     help="default: all of %(default)s")
+    rts.add_argument("--repeats", type=int, default=3, help="timed calls per runtime after a warm-up; the best is kept")
+    rts.add_argument("--batch", type=int, default=16, help="frames per encoder call (default: 16)")
+    rts.add_argument("--size", type=int, default=None, help="input size (default: each network's own)")
+    rts.add_argument("--videos", type=Path, nargs="*", default=None, metavar="FILE",
+                     help="real clips for the calibration and comparison inputs (default: ../shared/data/videos "
+                          "where present, else synthetic motion)")
+    rts.add_argument("--torch-threads", type=int, default=None, help="threads for every runtime (default: torch's)")
+    add_json_option(rts)
+    rts.set_defaults(func=run_runtimes)
 
 
 def bench_model(spec: str | None, device: torch.device) -> VideoModel:
@@ -113,6 +158,7 @@ def bench_model(spec: str | None, device: torch.device) -> VideoModel:
 
 
 def run_offline(args: argparse.Namespace) -> int:
+    check_json(args)
     from ..bench.machine import describe
     from ..bench.offline import run_offline_bench
     from ..models.base import pick_device
@@ -139,6 +185,8 @@ def run_offline(args: argparse.Namespace) -> int:
               f"{fig.windows} windows  {fig.wall_s:.2f} s")
     print(f"  ratio engine/naive: {engine.realtime / naive.realtime:.2f}x (best of {args.repeats} each, "
           "alternating runs)")
+    report(args, {"model": model.info.name, "naive": naive, "engine": engine,
+                  "ratio_engine_over_naive": engine.realtime / naive.realtime}, device)
     return 0
 
 
@@ -167,6 +215,7 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def run_live(args: argparse.Namespace) -> int:
+    check_json(args)
     import asyncio
 
     counts, size = _peer_counts(args), _size(args.size)
@@ -197,11 +246,13 @@ async def _run_live(args: argparse.Namespace, counts: list[int], size: tuple[int
               "after every peer's first label; clients run on this machine too")
         print(HEADER)
         best = 0
+        runs = []
         for n in counts:
             # in-process, --model is the server's default already (and may be a path, which peers cannot name)
             run = await run_peers(url, n, seconds=args.seconds, fps=args.fps, model=args.model if args.url else None,
                                   stride=args.stride, size=size)
             print(format_run(run), flush=True)
+            runs.append(run)
             if not run.sustained:
                 if len(counts) > 1:
                     print(f"stopping the sweep: {n} peers are not sustained in real time")
@@ -209,10 +260,12 @@ async def _run_live(args: argparse.Namespace, counts: list[int], size: tuple[int
             best = n
         print(f"largest number of peers sustained in real time with no drops: {best if best else 'none'}"
               + (f" (of {', '.join(map(str, counts))})" if len(counts) > 1 else ""))
+        report(args, {"server": where, "runs": runs, "peers_sustained": best}, pick_device(args.device))
     return 0
 
 
 def run_jobs(args: argparse.Namespace) -> int:
+    check_json(args)
     import asyncio
 
     from ..errors import ConfigError
@@ -245,10 +298,13 @@ async def _run_jobs(args: argparse.Namespace) -> int:
                                                                      stride=args.stride)
             for line in format_mixed(alone, job_alone, together, job_during, args.bound_ms):
                 print(line)
+            report(args, {"server": where, "peers_alone": alone, "job_alone": job_alone, "peers_with_job": together,
+                          "job_with_peers": job_during}, pick_device(args.device))
     return 0
 
 
 def run_cameras(args: argparse.Namespace) -> int:
+    check_json(args)
     import asyncio
 
     from ..errors import ConfigError
@@ -286,8 +342,10 @@ async def _run_cameras(args: argparse.Namespace, counts: list[int]) -> int:
             print(criteria())
             print(HEADER, flush=True)
             best = 0
+            runs = []
             for n in counts:
                 run = await run_cameras(url, n, clip, Path(tmp), seconds=args.seconds, stride=args.stride)
+                runs.append(run)
                 for line in format_run(run):
                     print(line, flush=True)
                 if not run.sustained:
@@ -298,10 +356,12 @@ async def _run_cameras(args: argparse.Namespace, counts: list[int]) -> int:
                 best = n
             print(f"largest number of cameras sustained in real time: {best if best else 'none'}"
                   + (f" (of {', '.join(map(str, counts))})" if len(counts) > 1 else ""))
+            report(args, {"server": where, "runs": runs, "cameras_sustained": best}, pick_device(args.device))
     return 0
 
 
 def run_prepare(args: argparse.Namespace) -> int:
+    check_json(args)
     import tempfile
 
     import torch
@@ -336,4 +396,51 @@ def run_prepare(args: argparse.Namespace) -> int:
         if f.preparer.startswith("swscale"):
             ratio = served[(f.size, f.model)].fps / f.fps
             print(f"  ratio served/swscale AREA at {f.size[0]}x{f.size[1]} for {f.model}: {ratio:.2f}x")
+    report(args, figures)
+    return 0
+
+
+def run_runtimes(args: argparse.Namespace) -> int:
+    check_json(args)
+    import torch
+
+    from ..bench.machine import describe
+    from ..bench.runtimes import NETWORKS, run_runtime_bench
+    from ..errors import ConfigError
+
+    networks = [n.strip() for n in args.networks.split(",") if n.strip()]
+    runtimes = [r.strip() for r in args.runtimes.split(",") if r.strip()]
+    if not networks or set(networks) - set(NETWORKS):
+        raise ConfigError(f"--networks takes {', '.join(NETWORKS)} (got {args.networks!r})")
+    if not runtimes or set(runtimes) - set(RUNTIME_NAMES) or runtimes[0] != "torch-fp32":
+        raise ConfigError(f"--runtimes takes {', '.join(RUNTIME_NAMES)}, torch-fp32 first: every row is compared "
+                          f"with it (got {args.runtimes!r})")
+    if args.repeats < 1 or args.batch < 1 or (args.size is not None and args.size < 16):
+        raise ConfigError("--repeats and --batch must be at least 1, --size at least 16")
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
+    if args.videos is None:
+        shared = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "videos"
+        args.videos = sorted(shared.glob("*")) if shared.is_dir() else []
+    figures = run_runtime_bench(networks, runtimes, repeats=args.repeats, videos=args.videos, batch=args.batch,
+                                size=args.size)
+    print(f"machine: {describe(torch.device('cpu'))}")
+    print(f"inputs:  {len(args.videos)} real clips" if args.videos else "inputs:  synthetic motion (no clips given)")
+    print("  seeded random weights; diff = max |output - torch fp32| / spread of torch fp32's output; "
+          f"best of {args.repeats} calls")
+    print(f"  {'network':40s} {'runtime':18s} {'ms/call':>9s} {'items/s':>8s} {'x fp32':>7s} {'diff':>8s} "
+          f"{'top-1':>6s}")
+    base: dict[str, float] = {}
+    for f in figures:
+        if f.seconds is None:
+            print(f"  {f.network:40s} {f.runtime:18s} {f.note}")
+            continue
+        if f.runtime == "torch-fp32":
+            base[f.network] = f.seconds
+        ratio = base[f.network] / f.seconds if f.network in base else float("nan")
+        diff = f"{f.max_rel_diff:8.1e}" if f.max_rel_diff is not None else f"{'':8s}"
+        top1 = f"{100 * f.top1_agreement:5.0f}%" if f.top1_agreement is not None else f"{'':6s}"
+        print(f"  {f.network:40s} {f.runtime:18s} {1000 * f.seconds:9.1f} {f.items_per_s:8.1f} {ratio:7.2f} "
+              f"{diff} {top1}")
+    report(args, figures)
     return 0
