@@ -27,6 +27,7 @@ def _report(path: Path, bench: str) -> dict:
     assert machine["cpu"] and machine["logical_cores"] >= 1 and isinstance(machine["cpu_flags"], list)
     assert data["versions"]["torch"] and data["versions"]["har-stream"]
     assert "func" not in data["settings"] and "json" not in data["settings"]
+    assert data["peak_rss_mib"] > 50  # torch alone is more than that
     return data
 
 

@@ -94,8 +94,14 @@ async def engine_run_async(model: VideoModel, video: Path, window: int, stride: 
 
 
 def run_offline_bench(model: VideoModel, video: Path | None, *, window: int, stride: int, sample_fps: float,
-                      repeats: int = 1, precision: str = "fp32") -> tuple[RunFigures, RunFigures, Path]:
-    """Best of ``repeats`` for each, alternating naive/engine so machine drift hits both alike."""
+                      repeats: int = 1, precision: str = "fp32", engine_model: VideoModel | None = None,
+                      engine_precision: str | None = None) -> tuple[RunFigures, RunFigures, Path]:
+    """Best of ``repeats`` for each, alternating naive/engine so machine drift hits both alike.
+
+    The naive pipeline runs ``model`` at ``precision``; the engine runs ``engine_model`` (e.g. the same network on
+    another runtime) at ``engine_precision``, both defaulting to the naive pipeline's."""
+    engine_model = engine_model or model
+    engine_precision = engine_precision or precision
     tmp = None
     if video is None:
         tmp = tempfile.TemporaryDirectory(prefix="har-bench-")
@@ -104,7 +110,7 @@ def run_offline_bench(model: VideoModel, video: Path | None, *, window: int, str
         naive_best = engine_best = None
         for _ in range(repeats):
             n = naive_run(model, video, window, stride, sample_fps, precision)
-            e = asyncio.run(engine_run_async(model, video, window, stride, sample_fps, precision))
+            e = asyncio.run(engine_run_async(engine_model, video, window, stride, sample_fps, engine_precision))
             naive_best = n if naive_best is None or n.wall_s < naive_best.wall_s else naive_best
             engine_best = e if engine_best is None or e.wall_s < engine_best.wall_s else engine_best
         assert naive_best is not None and engine_best is not None

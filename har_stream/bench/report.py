@@ -71,6 +71,15 @@ def machine_facts(device: torch.device | None = None) -> dict[str, Any]:
     return facts
 
 
+def peak_rss_mib() -> float:
+    """The largest resident set of this process (and of the children it waited for, e.g. bench cameras')."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return round(max(own, children) / 1024, 1)
+
+
 def _nvidia_driver() -> str | None:
     try:
         return Path("/proc/driver/nvidia/version").read_text().split("Kernel Module")[1].split()[0]
@@ -97,7 +106,10 @@ def write_report(path: Path, bench: str, settings: dict[str, Any], figures: Any,
         "versions": versions(),
         "settings": jsonable({k: v for k, v in settings.items() if k not in ("func", "json") and not callable(v)}),
         "figures": jsonable(figures),
+        "peak_rss_mib": peak_rss_mib(),
     }
+    if device is not None and getattr(device, "type", None) == "cuda":
+        report["peak_gpu_memory_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     with os.fdopen(fd, "w", encoding="utf-8") as f:

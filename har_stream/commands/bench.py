@@ -51,8 +51,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     off.add_argument("--fps", type=float, default=None, help="sampling rate (default: the model's)")
     off.add_argument("--repeats", type=int, default=2, help="runs of each pipeline; the best is kept")
     off.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    off.add_argument("--precision", default="fp32", choices=("auto", "fp32", "bf16", "fp16"),
-                     help="inference precision, the same for both pipelines (default: fp32)")
+    off.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
+                     help="the engine's inference precision (default: auto, what a user gets); the naive pipeline "
+                          "runs PyTorch eager fp32, as a simple app would")
+    off.add_argument("--runtime", default="auto", choices=("auto", "torch", "openvino", "onnxruntime"),
+                     help="the engine's runtime (default: auto, what a user gets)")
+    off.add_argument("--same-settings", action="store_true",
+                     help="run the engine on PyTorch at fp32 too, so the ratio is the pipeline's alone")
     add_json_option(off)
     off.set_defaults(func=run_offline)
 
@@ -173,11 +178,20 @@ def run_offline(args: argparse.Namespace) -> int:
     device = pick_device(args.device)
     model = bench_model(args.model, device)
     fps = args.fps or model.info.fps
+    from ..precision import resolve_precision
+    from ..runtime import with_runtime
+
+    runtime, precision = ("torch", "fp32") if args.same_settings else (args.runtime, args.precision)
+    engine_model = with_runtime(model, runtime)
+    engine_precision = resolve_precision(engine_model, precision).precision
     naive, engine, video = run_offline_bench(model, args.video, window=args.window, stride=args.stride,
-                                             sample_fps=fps, repeats=args.repeats, precision=args.precision)
+                                             sample_fps=fps, repeats=args.repeats, precision="fp32",
+                                             engine_model=engine_model, engine_precision=engine_precision)
+    engine_runtime = getattr(engine_model, "runtime", "torch")
     print(f"machine: {describe(device)}")
     print(f"model:   {model.info.name}, {model.info.crop[0]}x{model.info.crop[1]}, window {args.window}, "
-          f"stride {args.stride}, sampled at {fps:g} fps, precision {args.precision}")
+          f"stride {args.stride}, sampled at {fps:g} fps; engine on {engine_runtime} at {engine_precision}, naive on "
+          "torch eager at fp32")
     print(f"video:   {video.name if args.video is None else video}, {engine.duration_s:.1f} s, "
           f"{engine.frames_decoded} frames")
     for fig in (naive, engine):
@@ -185,8 +199,9 @@ def run_offline(args: argparse.Namespace) -> int:
               f"{fig.windows} windows  {fig.wall_s:.2f} s")
     print(f"  ratio engine/naive: {engine.realtime / naive.realtime:.2f}x (best of {args.repeats} each, "
           "alternating runs)")
-    report(args, {"model": model.info.name, "naive": naive, "engine": engine,
-                  "ratio_engine_over_naive": engine.realtime / naive.realtime}, device)
+    report(args, {"model": model.info.name, "engine_runtime": engine_runtime, "engine_precision": engine_precision,
+                  "naive": naive, "engine": engine, "ratio_engine_over_naive": engine.realtime / naive.realtime},
+           device)
     return 0
 
 
