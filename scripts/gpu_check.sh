@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# The one prepared GPU check for training and evaluation (issue 7): runs the train/eval tests on the GPU, then
-# measures CNN-LSTM training throughput (clips/s) on a synthetic dataset, and writes everything to one folder.
+# The one prepared GPU check: runs the train/eval and engine tests on the GPU, measures CNN-LSTM training
+# throughput (clips/s) on a synthetic dataset, then the engine's capacity (`har-stream bench gpu`: injected live
+# streams of the CNN-LSTM and of S3D) and a short `bench offline --device cuda`, and writes everything to one
+# folder.
 #
 #   scripts/gpu_check.sh [OUT_DIR]          default OUT_DIR: $OUT if set (the device machine), else
 #                                           test-artifacts/gpu-check
 #   HAR_STREAM_TEST_DEVICE=cpu scripts/gpu_check.sh /tmp/check    the same on a CPU (to try the script here)
 #
 # Results: OUT_DIR/env.txt (card, driver, versions), OUT_DIR/tests.log (pytest), OUT_DIR/throughput.json and
-# OUT_DIR/throughput.txt. Exit status: non-zero when a test failed or the measurement could not run.
+# OUT_DIR/throughput.txt, OUT_DIR/gpu-cnn-lstm.{json,txt}, OUT_DIR/gpu-s3d.{json,txt}, OUT_DIR/offline.{json,txt}.
+# HAR_STREAM_GPU_SWEEP / HAR_STREAM_GPU_S3D_SWEEP set the stream counts tried (defaults below). Exit status: non-zero when a test failed or the measurement could not run.
 #
 # Python: $PYTHON, else .venv/bin/python when it exists, else python3 (the GPU machines' python3 holds a CUDA
 # PyTorch). Packages those machines lack (PyAV, yt-dlp) travel as wheels in .whl/ (git-ignored), made here with:
@@ -21,6 +24,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 RESULTS="${1:-${OUT:-$ROOT/test-artifacts/gpu-check}}"
 DEVICE="${HAR_STREAM_TEST_DEVICE:-cuda}"
+if [[ "$DEVICE" == cpu ]]; then GPU_SWEEP_DEFAULT=4,8; GPU_S3D_SWEEP_DEFAULT=1; fi  # a quick try of the script
 mkdir -p "$RESULTS"
 
 if [[ -n "${PYTHON:-}" ]]; then PY="$PYTHON"
@@ -56,7 +60,8 @@ status=0
 set +e
 "$PY" -m pytest -p no:cacheprovider -q -rs \
     tests/test_eval_metrics.py tests/test_train_augment.py tests/test_train_resume.py tests/test_train_eval_cli.py \
-    tests/test_train_pretrained.py tests/test_eval_models.py tests/test_datasets.py 2>&1 | tee "$RESULTS/tests.log"
+    tests/test_train_pretrained.py tests/test_eval_models.py tests/test_datasets.py \
+    tests/test_precision.py tests/test_adaptive_stride.py tests/test_model_parity.py 2>&1 | tee "$RESULTS/tests.log"
 [[ ${PIPESTATUS[0]} -eq 0 ]] || status=1
 set -e
 
@@ -124,5 +129,16 @@ text = (f"{out['device']}, precision {out['precision']}, batch {batch}, 16 frame
 (results / "throughput.txt").write_text(text)
 print(text)
 PYEOF
+# The engine on the card: injected streams (no decode), then a short offline run with real decode.
+bench() {  # NAME ARGS...: har-stream bench ARGS, its output in NAME.txt and its report in NAME.json
+    local name=$1; shift
+    "$PY" -m har_stream.cli bench "$@" --json "$RESULTS/$name.json" 2>&1 | tee "$RESULTS/$name.txt"
+    [[ ${PIPESTATUS[0]} -eq 0 ]] || status=1
+}
+set +e
+bench gpu-cnn-lstm gpu --device "$DEVICE" --seconds 10 --sweep "${HAR_STREAM_GPU_SWEEP:-${GPU_SWEEP_DEFAULT:-100,250,500,750}}"
+bench gpu-s3d gpu --device "$DEVICE" --model s3d --seconds 10 --sweep "${HAR_STREAM_GPU_S3D_SWEEP:-${GPU_S3D_SWEEP_DEFAULT:-30,60,120}}"
+bench offline offline --device "$DEVICE" --repeats 1
+set -e
 echo "gpu_check: results in $RESULTS (status $status)"
 exit $status

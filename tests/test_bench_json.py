@@ -92,3 +92,26 @@ def test_cameras(tiny_checkpoint: Path, cli_env: dict[str, str], tmp_path: Path)
 def test_a_json_path_in_a_missing_folder_is_refused_before_running(cli_env: dict[str, str], tmp_path: Path) -> None:
     proc = run_cli("bench", "prepare", "--json", str(tmp_path / "no" / "such.json"), env=cli_env)
     assert proc.returncode == 2 and "does not exist" in proc.stderr
+
+
+def test_gpu_bench_on_the_cpu(tiny_checkpoint: Path, cli_env: dict[str, str], tmp_path: Path) -> None:
+    """`bench gpu`'s engine measurement, run on the CPU: injected streams, batches, FLOPs, the decode figure."""
+    out = tmp_path / "gpu.json"
+    stdout = _bench(["gpu", "--device", "cpu", "--model", str(tiny_checkpoint), "--streams", "2", "--seconds", "2",
+                     "--warmup", "1", "--json", str(out)], cli_env)
+    data = _report(out, "gpu")
+    figures = data["figures"]
+    (run,) = figures["runs"]
+    assert run["streams"] == 2 and len(run["windows_per_stream"]) == 2 and run["latency_ms"]
+    assert figures["flops_per_frame"] > 0 and run["flops"] > 0 and figures["decode_fps_one_thread"] > 0
+    assert figures["bf16_peak_tflops"] is None  # no card: no peak to compare with
+    assert "decode:  one thread decodes 640x480 H.264" in stdout
+
+
+def test_gpu_bench_without_a_gpu_says_how_to_run_it(cli_env: dict[str, str]) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    proc = run_cli("bench", "gpu", env=cli_env)
+    assert proc.returncode == 2 and "no CUDA GPU here; run it with --device cpu" in proc.stderr

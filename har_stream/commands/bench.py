@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -151,6 +152,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     rts.add_argument("--torch-threads", type=int, default=None, help="threads for every runtime (default: torch's)")
     add_json_option(rts)
     rts.set_defaults(func=run_runtimes)
+
+    gpu = bsub.add_parser("gpu", help="the engine's capacity with decoded frames injected: N live 15 fps streams on one "
+                                      "device (latency, drops, batches, TFLOP/s), and what decode would allow")
+    gpu.add_argument("--streams", type=int, default=64, help="streams in one run (default: 64)")
+    gpu.add_argument("--sweep", default=None, metavar="N,N,...",
+                     help="stream counts to try in turn, e.g. 100,200,400,600; reports the largest sustained")
+    gpu.add_argument("--seconds", type=float, default=10.0, help="measured seconds per run, after --warmup")
+    gpu.add_argument("--warmup", type=float, default=3.0, help="seconds before measuring (default: 3)")
+    gpu.add_argument("--stride", type=int, default=8, help="frames between windows (default: 8)")
+    gpu.add_argument("--model", default=None,
+                     help="a torchvision name (random weights) or a CNN-LSTM checkpoint (default: an untrained "
+                          "ResNet-18 CNN-LSTM)")
+    gpu.add_argument("--device", default="cuda", choices=("cuda", "cpu"),
+                     help="default: cuda; cpu measures this CPU's engine the same way")
+    gpu.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"), help="default: auto")
+    gpu.add_argument("--runtime", default="auto", choices=("auto", "torch", "openvino", "onnxruntime"),
+                     help="CPU only (default: auto)")
+    gpu.add_argument("--max-batch", type=int, default=256, help="the batchers' largest batch (default: 256)")
+    gpu.add_argument("--torch-threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    add_json_option(gpu)
+    gpu.set_defaults(func=run_gpu)
 
 
 def bench_model(spec: str | None, device: torch.device) -> VideoModel:
@@ -458,4 +480,86 @@ def run_runtimes(args: argparse.Namespace) -> int:
         print(f"  {f.network:40s} {f.runtime:18s} {1000 * f.seconds:9.1f} {f.items_per_s:8.1f} {ratio:7.2f} "
               f"{diff} {top1}")
     report(args, figures)
+    return 0
+
+
+def _engine_model(spec: str | None, device: torch.device) -> VideoModel:
+    import torch
+
+    from ..models.torchvision_video import TORCHVISION_MODELS, TorchvisionVideoModel, model_info, spec_of
+
+    if spec in TORCHVISION_MODELS:
+        torch.manual_seed(0)
+        tv = spec_of(spec)
+        return TorchvisionVideoModel(tv.builder(weights=None), model_info(spec), device, tv.channels_last_3d)
+    return bench_model(spec, device)
+
+
+def run_gpu(args: argparse.Namespace) -> int:
+    check_json(args)
+    import asyncio
+    import tempfile
+
+    import torch
+
+    from ..bench.engine import bf16_peak, count_flops, decode_fps, run_streams
+    from ..bench.machine import describe
+    from ..bench.offline import make_bench_clip
+    from ..errors import ConfigError
+    from ..models.base import pick_device
+    from ..precision import resolve_precision
+    from ..runtime import with_runtime
+    from ..worker import BatchSettings
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("bench gpu: torch sees no CUDA GPU here; run it with --device cpu to measure this CPU's "
+                          "engine the same way")
+    counts = _peer_counts(args) if args.sweep else [args.streams]
+    if min(counts) < 1 or args.seconds <= 0 or args.warmup < 0 or args.stride < 1 or args.max_batch < 1:
+        raise ConfigError("--streams, --stride and --max-batch must be at least 1, --seconds positive")
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
+    device = pick_device(args.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    model = _engine_model(args.model, device)
+    flops = count_flops(model)
+    model = with_runtime(model, args.runtime) if device.type == "cpu" else model
+    precision = resolve_precision(model, args.precision).precision
+    batch = BatchSettings(max_batch=args.max_batch, max_wait_ms=5.0, queue_size=4 * args.max_batch,
+                          precision=precision)
+    peak = bf16_peak(device)
+    print(f"machine: {describe(device)}")
+    print(f"model:   {model.info.name} ({model.info.family}, {model.info.frames} x {model.info.crop[0]}x"
+          f"{model.info.crop[1]}), {getattr(model, 'runtime', 'torch')} at {precision}, stride {args.stride}, "
+          f"max batch {args.max_batch}; {flops[0] / 1e9:.2f} GFLOP a frame, {flops[1] / 1e9:.2f} GFLOP a window")
+    print(f"streams: prepared frames injected at {15:g} fps each (no decode, no network), {args.seconds:g} s measured "
+          f"after {args.warmup:g} s")
+    print("streams  labels  latency p50/p95/p99 ms  dropped  windows min/needed  busy enc/cls  batch enc/cls  "
+          "TFLOP/s  real time")
+    runs, best = [], 0
+    for n in counts:
+        run = asyncio.run(run_streams(model, n, seconds=args.seconds, warmup=args.warmup, stride=args.stride,
+                                      batch=batch, flops=flops))
+        runs.append(run)
+        p50, p95, p99 = (run.percentile(q) for q in (50, 95, 99))
+        share = f"{run.tflops:.3f}" + (f" ({100 * run.tflops / peak:.1f}% of {peak:g})" if peak else "")
+        print(f"{n:7d}  {len(run.latency_ms):6d}  {p50 or 0:6.0f} / {p95 or 0:5.0f} / {p99 or 0:5.0f}  "
+              f"{run.dropped:7d}  {min(run.windows_per_stream):7d} / {run.expected_windows:5.1f}   "
+              f"{100 * run.encode_busy_s / run.seconds:4.0f}% / {100 * run.classify_busy_s / run.seconds:3.0f}%  "
+              f"{run.encode_mean_batch:5.1f} / {run.classify_mean_batch:5.1f}  {share:>8s}  "
+              f"{'yes' if run.sustained else 'no'}", flush=True)
+        if not run.sustained:
+            if len(counts) > 1:
+                print(f"stopping the sweep: {n} streams are not sustained in real time")
+            break
+        best = n
+    with tempfile.TemporaryDirectory(prefix="har-bench-gpu-") as tmp:
+        fps = decode_fps(make_bench_clip(Path(tmp), seconds=10.0))
+    print(f"largest number of streams sustained in real time: {best if best else 'none'}")
+    print(f"decode:  one thread decodes 640x480 H.264 at {fps:.0f} frames/s = {fps / 15:.0f} streams at 15 fps; "
+          f"this machine's {os.cpu_count()} logical cores cap real decoding near {fps / 15 * (os.cpu_count() or 1):.0f}")
+    report(args, {"model": model.info.name, "precision": precision, "runtime": getattr(model, "runtime", "torch"),
+                  "flops_per_frame": flops[0], "flops_per_window": flops[1], "bf16_peak_tflops": peak, "runs": runs,
+                  "streams_sustained": best, "decode_fps_one_thread": fps}, device)
     return 0
