@@ -63,6 +63,9 @@ class ModelWorker:
         self.prepare = prepare
         self.precision = resolve_precision(model, settings.precision)  # `auto`: decided once per model
         self._dtype = autocast_dtype(self.precision.precision, model.device)
+        self._pin = model.device.type == "cuda"  # uint8 frames go up from pinned memory, without blocking
+        if self._pin:
+            torch.backends.cudnn.benchmark = True  # batch shapes repeat: let cuDNN pick its fastest kernels
         self._owns_executor = executor is None
         self.executor = executor or ThreadPoolExecutor(max_workers=1,
                                                        thread_name_prefix=f"har-infer-{model.info.name}")
@@ -81,6 +84,8 @@ class ModelWorker:
     def _encode_batch(self, items: list[np.ndarray | av.VideoFrame]) -> Sequence[torch.Tensor]:
         images = [self.prepare(x) if isinstance(x, av.VideoFrame) else x for x in items]
         batch = torch.from_numpy(np.stack(images))
+        if self._pin:
+            batch = batch.pin_memory()  # normalise() copies it to the device with non_blocking=True
         with self._autocast():
             return self.model.encode(batch).unbind(0)
 

@@ -61,7 +61,7 @@ set +e
 "$PY" -m pytest -p no:cacheprovider -q -rs \
     tests/test_eval_metrics.py tests/test_train_augment.py tests/test_train_resume.py tests/test_train_eval_cli.py \
     tests/test_train_pretrained.py tests/test_eval_models.py tests/test_datasets.py \
-    tests/test_precision.py tests/test_adaptive_stride.py tests/test_model_parity.py 2>&1 | tee "$RESULTS/tests.log"
+    tests/test_precision.py tests/test_adaptive_stride.py tests/test_model_parity.py tests/test_cuda.py 2>&1 | tee "$RESULTS/tests.log"
 [[ ${PIPESTATUS[0]} -eq 0 ]] || status=1
 set -e
 
