@@ -4,8 +4,8 @@ bf16 roughly doubles CPU throughput on CPUs with AVX512-BF16 or AMX, but it roun
 mantissa bits, and some models' labels move with that. So ``auto`` measures it per model: a probe of synthetic
 motion windows runs in fp32 and in bf16, and bf16 is chosen only when the top-1 labels agree on at least 99 %
 of them. The decision and its reason are logged, kept on the model object, and remembered per machine in
-``$HAR_STREAM_HOME/precision.json`` (keyed by the weights' sha256, the CPU model and torch's version), so a
-server restart does not probe again. On CUDA ``auto`` is fp16; on other CPUs it is fp32.
+``$HAR_STREAM_HOME/precision.json`` (keyed by the weights' sha256, the runtime, the CPU model and torch's
+version), so a server restart does not probe again. On CUDA ``auto`` is fp16; on other CPUs it is fp32.
 """
 
 from __future__ import annotations
@@ -92,7 +92,8 @@ class DecisionCache:
     @staticmethod
     def key(model: VideoModel) -> str | None:
         sha = model.info.weights_sha256
-        return f"{model.info.name}|{sha}|{cpu_model()}|{torch.__version__}" if sha else None
+        runtime = getattr(model, "runtime", "torch")  # OpenVINO's bf16 is not PyTorch's: decided apart
+        return f"{model.info.name}|{sha}|{runtime}|{cpu_model()}|{torch.__version__}" if sha else None
 
     def get(self, key: str) -> PrecisionChoice | None:
         try:

@@ -14,8 +14,8 @@ from har_stream.adaptive_stride import AdaptiveStride
 from har_stream.errors import ConfigError
 from har_stream.models.base import IMAGENET_MEAN, IMAGENET_STD, ModelInfo, VideoModel
 from har_stream.pipeline import StreamPipeline, StreamSettings
-from har_stream.sources import FrameSource, SourceStats
-from har_stream.types import DecodedFrame, LabelEvent, SourceInfo
+from har_stream.sources.injected import InjectedSource
+from har_stream.types import LabelEvent
 from har_stream.worker import BatchSettings, ModelWorker
 
 FPS = 15.0
@@ -67,43 +67,12 @@ class SlowClassifier(VideoModel):
         return torch.cat([-mean, mean], dim=1)
 
 
-class PacedCamera(FrameSource):
-    """Frames at ``fps`` in real time; like a live source's drop-oldest queue, a frame the pipeline was not ready
-    for is dropped (counted) and the newest one is handed over instead."""
-
-    def __init__(self, seconds: float) -> None:
-        self.total = int(seconds * FPS)
-        self.image = np.full((16, 16, 3), 200, dtype=np.uint8)
-        self.decoded = self.dropped = 0
-
-    async def open(self) -> SourceInfo:
-        return SourceInfo(url="camera", width=16, height=16, fps=FPS, duration=None, frame_count=None, live=True)
-
-    async def frames(self):  # type: ignore[no-untyped-def, override]
-        start = time.monotonic()
-        i = 0
-        while i < self.total:
-            now = time.monotonic()
-            due = start + i / FPS
-            if now < due:
-                await asyncio.sleep(due - now)
-            else:
-                newest = min(self.total - 1, int((now - start) * FPS))
-                self.dropped += newest - i
-                i = newest
-            self.decoded = i + 1
-            yield DecodedFrame(i, i / FPS, time.monotonic(), None, self.image)  # type: ignore[arg-type]
-            i += 1
-
-    async def close(self) -> None:
-        return None
-
-    @property
-    def stats(self) -> SourceStats:
-        return SourceStats(self.decoded, self.decoded - self.dropped, self.dropped)
+def grey_camera(seconds: float) -> InjectedSource:
+    """A 16x16 grey camera at 15 fps in real time that drops what the pipeline was not ready for."""
+    return InjectedSource(np.full((1, 16, 16, 3), 200, dtype=np.uint8), seconds, FPS)
 
 
-async def _run(model: SlowClassifier, camera: PacedCamera, settings: StreamSettings,
+async def _run(model: SlowClassifier, camera: InjectedSource, settings: StreamSettings,
                change: tuple[float, float] | None = None) -> tuple[list[tuple[float, LabelEvent, int]], StreamPipeline]:
     """Run the pipeline; ``change`` = (after seconds, new delay). Events come with (time, event, drops so far)."""
     events: list[tuple[float, LabelEvent, int]] = []
@@ -124,7 +93,7 @@ LIVE = StreamSettings(window=8, stride=2, live=True, window_queue=1, fallback_qu
 
 async def test_a_slow_model_widens_the_stride_keeps_latency_bounded_and_recovers() -> None:
     # Stride 2 at 15 fps asks for 7.5 windows/s; a 0.25 s classify answers 4/s. After 4 s the model is fast.
-    model, camera = SlowClassifier(delay=0.25), PacedCamera(seconds=6.5)
+    model, camera = SlowClassifier(delay=0.25), grey_camera(seconds=6.5)
     events, pipeline = await _run(model, camera, LIVE, change=(4.0, 0.0))
     slow = [(t, e, d) for t, e, d in events if 1.5 <= t <= 4.0]
     assert len(slow) >= 6, "windows keep flowing while the model is slow"
@@ -144,7 +113,7 @@ async def test_without_adaptation_the_same_model_drops_frames() -> None:
     """The control: the asked stride kept, the stream sheds frames it cannot take (what adaptation avoids)."""
     from dataclasses import replace
 
-    model, camera = SlowClassifier(delay=0.25), PacedCamera(seconds=4.0)
+    model, camera = SlowClassifier(delay=0.25), grey_camera(seconds=4.0)
     events, _ = await _run(model, camera, replace(LIVE, adaptive_stride=False))
     assert {e.stride for _, e, _ in events} == {2}
     late = [(t, d) for t, _, d in events if t >= 1.5]
@@ -152,7 +121,7 @@ async def test_without_adaptation_the_same_model_drops_frames() -> None:
 
 
 async def test_offline_runs_keep_the_asked_stride() -> None:
-    model, camera = SlowClassifier(delay=0.05), PacedCamera(seconds=2.0)
+    model, camera = SlowClassifier(delay=0.05), grey_camera(seconds=2.0)
     events, pipeline = await _run(model, camera, StreamSettings(window=8, stride=2, live=False))
     assert events and all(e.stride is None and "stride" not in e.to_json() for _, e, _ in events)
     assert pipeline.stride_control is None and pipeline.effective_stride == 2

@@ -1,8 +1,7 @@
 """The engine's own capacity: N live streams with decoded frames injected, so decode and the network are not in it.
 
-Each stream is a ``StreamPipeline`` over a paced in-memory source that hands over prepared frames at 15 fps in
-real time and, like a live source's drop-oldest queue, drops (and counts) a frame the pipeline was not ready
-for. All streams share one ``ModelWorker``, as peers and cameras do. A run reports windows, label latency
+Each stream is a ``StreamPipeline`` over an ``InjectedSource``: prepared frames at 15 fps in real time, a frame
+the pipeline was not ready for dropped (and counted) as a live source's drop-oldest queue would. All streams share one ``ModelWorker``, as peers and cameras do. A run reports windows, label latency
 percentiles and drops per stream, the batchers' busy time and mean batch (encode = the frame encoder or, for a
 clip model, normalisation; classify = the head or the 3D network), and the FLOPs done per second. A separate
 figure decodes a real H.264 clip on one thread, to show how many streams decode itself would allow.
@@ -14,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,50 +22,14 @@ import torch
 
 from ..models.base import VideoModel
 from ..pipeline import StreamPipeline, StreamSettings
-from ..sources import FrameSource, SourceStats
+from ..sources.injected import InjectedSource
 from ..synthetic import LABELS, render
-from ..types import DecodedFrame, LabelEvent, SourceInfo
+from ..types import LabelEvent
 from ..worker import BatchSettings, ModelWorker
 
 FPS = 15.0
 # Dense (no sparsity) bf16 tensor peaks from NVIDIA's data sheets, TFLOP/s, by a substring of the card's name.
 BF16_PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0}
-
-
-class InjectedCamera(FrameSource):
-    """Prepared frames of a moving square at ``FPS`` in real time; late frames are dropped, newest handed over."""
-
-    def __init__(self, images: np.ndarray, seconds: float) -> None:
-        self.images = images
-        self.total = int(seconds * FPS)
-        self.delivered = self.dropped = 0
-
-    async def open(self) -> SourceInfo:
-        h, w = self.images.shape[1:3]
-        return SourceInfo(url="injected", width=w, height=h, fps=FPS, duration=None, frame_count=None, live=True)
-
-    async def frames(self) -> AsyncIterator[DecodedFrame]:  # type: ignore[override]
-        start = time.monotonic()
-        i = 0
-        while i < self.total:
-            now = time.monotonic()
-            due = start + i / FPS
-            if now < due:
-                await asyncio.sleep(due - now)
-            else:
-                newest = min(self.total - 1, int((now - start) * FPS))
-                self.dropped += newest - i
-                i = newest
-            self.delivered += 1
-            yield DecodedFrame(i, i / FPS, time.monotonic(), None, self.images[i % len(self.images)])  # type: ignore[arg-type]
-            i += 1
-
-    async def close(self) -> None:
-        return None
-
-    @property
-    def stats(self) -> SourceStats:
-        return SourceStats(self.delivered + self.dropped, self.delivered, self.dropped)
 
 
 @dataclass(frozen=True)
@@ -126,7 +88,7 @@ async def run_streams(model: VideoModel, streams: int, *, seconds: float = 10.0,
     """``streams`` injected live streams for ``warmup + seconds``; figures count the last ``seconds`` only."""
     per_frame, per_window = flops or (0.0, 0.0)
     events: list[tuple[int, float, LabelEvent]] = []
-    cameras = [InjectedCamera(stream_frames(model, seed=i), warmup + seconds) for i in range(streams)]
+    cameras = [InjectedSource(stream_frames(model, seed=i), warmup + seconds, FPS) for i in range(streams)]
     settings = StreamSettings(window=model.info.frames, stride=stride, live=True, window_queue=1, fallback_queue=1,
                               max_in_flight=2, adaptive_stride=False)  # the capacity at the asked stride
     async with ModelWorker(model, batch) as worker:

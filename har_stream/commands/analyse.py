@@ -39,6 +39,11 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
                    help="a local CLIP directory (default: the cached openai/clip-vit-base-patch32)")
     p.add_argument("--prompt", default=DEFAULT_PROMPT, help="CLIP prompt template")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: auto")
+    add_precision_options(p)
+
+
+def add_precision_options(p: argparse.ArgumentParser) -> None:
+    """``--precision`` and ``--runtime``, shared with ``eval``."""
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                    help="inference precision: auto = bf16 on a CPU with AVX512-BF16/AMX when the model's "
                         "labels agree with fp32 (measured once), else fp32; fp16 on CUDA")

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..labels import DEFAULT_PROMPT
+from .analyse import add_precision_options
 from .train import add_dataset_options, add_progress_option, dataset_from_args, progress_enabled
 
 
@@ -41,13 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--clip-model", default=None, metavar="DIR",
                    help="a local CLIP directory (default: the cached openai/clip-vit-base-patch32)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: auto")
-    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
-                   help="inference precision: auto = bf16 on a CPU with AVX512-BF16/AMX when the model's "
-                        "labels agree with fp32 (measured once), else fp32; fp16 on CUDA")
-    p.add_argument("--runtime", default="auto", choices=("auto", "torch", "openvino", "onnxruntime"),
-                   help="where the model's heavy network runs: auto = OpenVINO for the models measured faster "
-                        "on it (the Kinetics 3D CNNs, the ResNet-18 CNN-LSTM) when installed, on a CPU; else "
-                        "torch (default: auto)")
+    add_precision_options(p)
     p.add_argument("--jobs", type=int, default=2, help="videos decoded at once; their windows share batches "
                                                         "(default: 2)")
     add_progress_option(p)
