@@ -5,8 +5,9 @@ A clip model runs its whole network per window (S3D: about half a second on a 2-
 later than the one before. ``AdaptiveStride`` measures how long each window takes to be answered (the shared
 batcher's queueing included, so streams sharing a model share its capacity) and sets the stride so that
 windows come at most ``1 / headroom`` as fast as they are answered. It never goes below the configured stride,
-and returns to it as soon as the model keeps up again. Offline analysis never adapts: it loses nothing by
-being slower.
+and returns to it as soon as the model keeps up again. The first answer is not counted: it also pays for the
+model's warm-up (kernel selection, a runtime compiling its graph). Offline analysis never adapts: it loses
+nothing by being slower.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class AdaptiveStride:
         self.max_stride = max(base * MAX_FACTOR, window)
         self.stride = base
         self.answer_s: float | None = None  # running estimate of one window's answer time
+        self._warm = False  # the first answer (warm-up) has been seen
 
     @property
     def asked_rate(self) -> float:
@@ -51,6 +53,9 @@ class AdaptiveStride:
 
     def observe(self, seconds: float) -> int:
         """Record one window's answer time; returns the stride to use from now on."""
+        if not self._warm:
+            self._warm = True
+            return self.stride
         seconds = max(0.0, seconds)
         est = self.answer_s
         self.answer_s = seconds if est is None else est + self.smoothing * (seconds - est)

@@ -51,6 +51,17 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return None
 
 
+@torch.inference_mode()
+def warm_up(model: VideoModel, precision: str) -> None:
+    """One window through ``encode`` and ``classify`` at ``precision`` (resolved), off the event loop: kernels
+    are chosen and a runtime's graph compiled before the first stream's first window pays for it."""
+    dtype = autocast_dtype(precision, model.device)
+    h, w = model.info.crop
+    frames = torch.zeros(model.info.frames, h, w, 3, dtype=torch.uint8)
+    with torch.autocast(model.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        model.classify(model.encode(frames).unsqueeze(0))
+
+
 class ModelWorker:
     """Async face of a ``VideoModel``. Start with ``async with`` (or ``start``/``aclose``)."""
 

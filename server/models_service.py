@@ -33,7 +33,7 @@ from har_stream.models.registry import CLIP_WEIGHTS, ClipSource, load_clip_encod
 from har_stream.weights import WeightStore
 from har_stream.precision import resolve_precision
 from har_stream.runtime import with_runtime
-from har_stream.worker import BatchSettings, ModelWorker
+from har_stream.worker import BatchSettings, ModelWorker, warm_up
 
 from .catalogue import ModelSpec, build_catalogue, cached_weights
 from .clip_views import ClipViews
@@ -308,7 +308,7 @@ class ModelService:
                                  home=self.store.home)
             extra = None
         # Here, in the loading thread: `auto` may run the model to decide, and the event loop must not wait.
-        resolve_precision(model, self.config.precision, home=self.store.home)
+        warm_up(model, resolve_precision(model, self.config.precision, home=self.store.home).precision)
         return model, extra
 
     async def _install(self, slot: ModelSlot, model: VideoModel) -> None:

@@ -24,6 +24,7 @@ FPS = 15.0
 def test_stride_follows_the_measured_answer_time_and_never_drops_below_the_asked_one() -> None:
     control = AdaptiveStride(base=8, fps=15.0, window=16)
     assert control.stride == 8 and control.asked_rate == pytest.approx(15 / 8) and control.capacity is None
+    assert control.observe(5.0) == 8 and control.capacity is None  # the first answer pays for warm-up: ignored
     assert control.observe(0.5) == 10  # 0.5 s a window: 7.5 frames go by; with 25 % headroom, 10
     assert control.adapted and control.capacity == pytest.approx(2.0)
     for _ in range(20):
@@ -36,6 +37,7 @@ def test_stride_follows_the_measured_answer_time_and_never_drops_below_the_asked
 
 def test_one_slow_answer_does_not_swing_the_stride() -> None:
     control = AdaptiveStride(base=4, fps=15.0, window=16)
+    control.observe(0.1)  # warm-up
     for _ in range(10):
         control.observe(0.1)  # 1.5 frames a window: the asked 4 is enough
     assert control.stride == 4
