@@ -70,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
     from server.runner import run as run_server
 
     config = load_config({name: getattr(args, name) for name in CLI_FIELDS}, config_file=args.config)
-    for name in ("server", "har_stream.weights"):  # the load/download progress lines and the address
+    # the load/download progress lines, each model's precision and runtime (and why), and the address
+    for name in ("server", "har_stream.weights", "har_stream.precision", "har_stream.runtime"):
         logger = logging.getLogger(name)
         if logger.getEffectiveLevel() > logging.INFO:
             logger.setLevel(logging.INFO)
