@@ -128,4 +128,5 @@ async def analyse(spec: str, worker: ModelWorker, *, settings: StreamSettings = 
                   "clip_threshold": fallback.threshold if fallback else 0.0,
                   "windows_refined_by_clip": pipeline.stats.refined},
         elapsed_s=time.monotonic() - started,
+        stage_s={"decode": stats.decode_s, "prepare": stats.prepare_s},
     )

@@ -149,6 +149,7 @@ class AnalysisResult:
     model: ModelRef
     settings: dict[str, Any] = field(default_factory=dict)
     elapsed_s: float = 0.0
+    stage_s: dict[str, float] = field(default_factory=dict)  # decode/prepare seconds of this run's source thread
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -162,4 +163,5 @@ class AnalysisResult:
             "model": self.model.to_json(),
             "settings": dict(self.settings),
             "elapsed_s": _r(self.elapsed_s, 3),
+            "stage_s": {k: _r(v, 3) for k, v in self.stage_s.items()},
         }

@@ -295,3 +295,22 @@ async def test_aclose_cancels_waiting_background_items(executor: ThreadPoolExecu
     await closing
     assert blocker.cancelled() or blocker.done()
     assert all(f.cancelled() for f in waiting[2:])
+
+
+async def test_busy_time_is_the_calls_own_not_the_wait_behind_another_batcher() -> None:
+    """Two batchers on one thread (a model's encoder and classifier): each counts only its own calls' time."""
+    def slow(items: list[int]) -> list[int]:
+        time.sleep(0.2)
+        return items
+
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        a = DynamicBatcher(slow, executor=executor, name="a", max_wait_ms=1.0)
+        b = DynamicBatcher(slow, executor=executor, name="b", max_wait_ms=1.0)
+        a.start()
+        b.start()
+        try:
+            await asyncio.gather(a(1), b(2))  # b's call waits 0.2 s behind a's on the one thread
+        finally:
+            await a.aclose()
+            await b.aclose()
+    assert 0.19 <= a.stats.busy_s < 0.3 and 0.19 <= b.stats.busy_s < 0.3, (a.stats, b.stats)

@@ -46,6 +46,10 @@ def test_offline(tiny_checkpoint: Path, small_clip: Path, cli_env: dict[str, str
     figures = data["figures"]
     assert figures["engine"]["frames_decoded"] == figures["naive"]["frames_decoded"] == 60
     assert figures["engine"]["realtime"] > 0 and figures["ratio_engine_over_naive"] > 0
+    stages = dict(figures["engine"]["stage_s"])
+    assert set(stages) == {"decode", "prepare", "encode", "head"} and all(v > 0 for v in stages.values())
+    # encode and head share the inference thread: together they cannot exceed the run's wall time
+    assert stages["encode"] + stages["head"] <= figures["engine"]["wall_s"] * 1.05
     assert data["settings"]["repeats"] == 1 and f"json:    {out}" in stdout
 
 

@@ -32,6 +32,7 @@ class RunFigures:
     frames_decoded: int
     windows: int
     duration_s: float
+    stage_s: tuple[tuple[str, float], ...] = ()  # seconds per stage: decode, prepare (decode thread), encode, head
 
     @property
     def fps(self) -> float:
@@ -89,8 +90,10 @@ async def engine_run_async(model: VideoModel, video: Path, window: int, stride: 
     async with ModelWorker(model, BatchSettings(max_batch=32, max_wait_ms=5.0, precision=precision)) as worker:
         result = await analyse(str(video), worker, settings=StreamSettings(window=window, stride=stride,
                                                                            fps=sample_fps))
+    stages = (*result.stage_s.items(), ("encode", worker.encoder.stats.busy_s),
+              ("head", worker.classifier.stats.busy_s))
     return RunFigures("engine (cached features, batched)", time.perf_counter() - started,
-                      result.frames_decoded, len(result.segments), result.duration)
+                      result.frames_decoded, len(result.segments), result.duration, tuple(stages))
 
 
 def run_offline_bench(model: VideoModel, video: Path | None, *, window: int, stride: int, sample_fps: float,

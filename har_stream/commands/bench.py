@@ -221,6 +221,8 @@ def run_offline(args: argparse.Namespace) -> int:
               f"{fig.windows} windows  {fig.wall_s:.2f} s")
     print(f"  ratio engine/naive: {engine.realtime / naive.realtime:.2f}x (best of {args.repeats} each, "
           "alternating runs)")
+    print("  engine stages (s): " + ", ".join(f"{name} {seconds:.2f}" for name, seconds in engine.stage_s)
+          + " (decode and prepare on the decode thread, encode and head on the inference thread, overlapping)")
     report(args, {"model": model.info.name, "engine_runtime": engine_runtime, "engine_precision": engine_precision,
                   "naive": naive, "engine": engine, "ratio_engine_over_naive": engine.realtime / naive.realtime},
            device)

@@ -40,11 +40,14 @@ FALLBACK_FPS = 30.0  # only to invent timestamps for frames without pts when the
 
 @dataclass(frozen=True)
 class SourceStats:
-    """Counters of one source: frames decoded, kept by the sampler, and dropped by a full live queue."""
+    """Counters of one source: frames decoded, kept by the sampler, and dropped by a full live queue; and the
+    seconds its thread spent decoding and preparing (where it measures them)."""
 
     frames_decoded: int
     frames_sampled: int
     dropped: int
+    decode_s: float = 0.0
+    prepare_s: float = 0.0
 
 
 class FrameSource(abc.ABC):
@@ -112,6 +115,8 @@ class ThreadedSource(FrameSource):
         self._opened: asyncio.Future[SourceInfo] | None = None
         self._decoded = 0
         self._sampled = 0
+        self._decode_s = 0.0  # the decode thread's time in the decoder, and in ``prepare``
+        self._prepare_s = 0.0
         self._origin: float | None = None
         self._last_pts: float | None = None
         self.info: SourceInfo | None = None
@@ -161,7 +166,8 @@ class ThreadedSource(FrameSource):
     @property
     def stats(self) -> SourceStats:
         queue = self._queue
-        return SourceStats(self._decoded, self._sampled, queue.dropped if queue is not None else 0)
+        return SourceStats(self._decoded, self._sampled, queue.dropped if queue is not None else 0,
+                           self._decode_s, self._prepare_s)
 
     @property
     def last_pts(self) -> float | None:
@@ -203,18 +209,22 @@ class ThreadedSource(FrameSource):
         step = 1.0 / (info.fps or FALLBACK_FPS)
         try:
             with closing(self._decode_blocking()) as decoded:
+                clock = time.perf_counter()
                 for frame in decoded:
+                    now = time.perf_counter()
+                    self._decode_s += now - clock
                     if self._stop.is_set():
                         break
                     pts = self._timestamp(frame, step)
                     index = self._decoded
                     self._decoded += 1
-                    if not self._sampler.accept(pts):
-                        continue
-                    image = self._prepare(frame) if self._prepare is not None else None
-                    self._sampled += 1
-                    if not queue.put(DecodedFrame(index, pts, time.monotonic(), frame, image)):
-                        break
+                    if self._sampler.accept(pts):
+                        image = self._prepare(frame) if self._prepare is not None else None
+                        self._sampled += 1
+                        self._prepare_s += time.perf_counter() - now
+                        if not queue.put(DecodedFrame(index, pts, time.monotonic(), frame, image)):
+                            break
+                    clock = time.perf_counter()  # time blocked on a full queue is not decoding
         except BaseException as exc:  # handed to the consumer, raised there
             queue.put_error(exc)
         else:
