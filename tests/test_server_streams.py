@@ -85,6 +85,8 @@ async def test_a_camera_goes_live_is_labelled_survives_a_drop_and_its_events_rea
 
             live = await until(server, "porch", lambda d: d["state"] == "live" and d["current"] is not None)
             assert live["video"] == {"width": 160, "height": 120, "fps": 15.0} and live["reconnects"] == 0
+            # the stride windows close at now: the asked one, or wider had the busy test machine slowed the model
+            assert isinstance(live["effective_stride"], int) and live["effective_stride"] >= live["stride"]
             seen = await labels_for(server, "porch", 2.0)
             assert seen and all(label == STILL for _, label in seen), seen
             opened = await until(server, "porch", lambda d: d["event"] is not None)
