@@ -72,10 +72,6 @@ class ParityReport:
     windows: tuple[WindowCheck, ...]
 
     @property
-    def logit_max_diff(self) -> float:
-        return max((w.logit_max_diff for w in self.windows), default=0.0)
-
-    @property
     def top1_agree(self) -> int:
         return sum(w.top1_engine == w.top1_reference for w in self.windows)
 
