@@ -71,7 +71,8 @@ def check_runtime(runtime: str) -> None:
 
 
 # What ``auto`` moves to OpenVINO: the networks ``har-stream bench runtimes`` measured faster there with the
-# same labels (docs/benchmarks.md). The tiny test encoder and the transformers (MViT, Swin3D) stay on torch.
+# same labels (S3D, R(2+1)D-18, the ResNet-18 encoder; docs/benchmarks.md), and R3D-18/MC3-18, the same 3D-ResNet
+# family, not measured apart. The tiny test encoder and the transformers (MViT, Swin3D) stay on torch.
 AUTO_OPENVINO = frozenset({"s3d", "r2plus1d-18", "r3d-18", "mc3-18", "cnn-lstm/resnet18"})
 
 
