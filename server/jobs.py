@@ -75,6 +75,7 @@ class JobManager:
         self._active: dict[str, JobRecord] = {}  # queued and running jobs
         self._progress: dict[str, JobProgress] = {}
         self._pending: deque[str] = deque()
+        self._reserved = 0  # places taken by submits still checking their model or writing their record
         self._wake = asyncio.Condition()
         self._running: dict[str, asyncio.Task[None]] = {}
         self._cancel_requested: set[str] = set()
@@ -157,24 +158,37 @@ class JobManager:
         """429 now, before a client spends minutes uploading into a full queue."""
         if self._closing:
             raise NotReadyError("the server is stopping; submit the job again when it is back")
-        if len(self._pending) >= self.config.max_queued_jobs:
-            raise OverloadedError(f"{len(self._pending)} jobs are already waiting (the limit is "
+        waiting = len(self._pending) + self._reserved
+        if waiting >= self.config.max_queued_jobs:
+            raise OverloadedError(f"{waiting} jobs are already waiting (the limit is "
                                   f"{self.config.max_queued_jobs}); try again when some have finished")
 
     async def submit(self, job_id: str, source: JobSource, options: JobOptions) -> JobRecord:
         """Queue a job whose files (if any) are already in its folder. Checks the model and labels first, so a
-        typo fails the request, not the job minutes later."""
+        typo fails the request, not the job minutes later.
+
+        Its place in the queue is taken before the first await (``_reserved``) and handed over to ``_pending``
+        with no await in between, so submits racing each other can never queue more than the limit."""
         self.check_room()
-        lease = await self.models.acquire(options.model, options.labels, options.custom_labels)
-        lease.release()
-        self.check_room()  # the lease may have waited on CLIP's text encoder
-        if options.model is None and options.labels is None and options.custom_labels is None:
-            options = replace(options, model=lease.model)  # the default now, even if the default changes later
-        record = JobRecord(id=job_id, state="queued", created=time.time(), source=source, options=options)
-        await self.store.put(record)
-        self._active[job_id] = record
+        self._reserved += 1
+        reserved = True
+        try:
+            lease = await self.models.acquire(options.model, options.labels, options.custom_labels)
+            lease.release()
+            if self._closing:  # the lease may have waited on CLIP's text encoder while the server began to stop
+                raise NotReadyError("the server is stopping; submit the job again when it is back")
+            if options.model is None and options.labels is None and options.custom_labels is None:
+                options = replace(options, model=lease.model)  # the default now, even if it changes later
+            record = JobRecord(id=job_id, state="queued", created=time.time(), source=source, options=options)
+            await self.store.put(record)
+            self._active[job_id] = record
+            self._pending.append(job_id)  # the reserved place becomes a queued job, with no await between
+            self._reserved -= 1
+            reserved = False
+        finally:
+            if reserved:
+                self._reserved -= 1
         async with self._wake:
-            self._pending.append(job_id)
             self._wake.notify()
         log.info("job %s queued: %s %s", job_id, source.kind, source.name)
         return record

@@ -209,3 +209,29 @@ async def test_a_predict_client_that_hangs_up_cancels_its_job(tiny_checkpoint: P
             await asyncio.sleep(0.1)
         assert jobs["impatient.mp4"]["state"] == "cancelled", jobs["impatient.mp4"]
         assert jobs["busy.mp4"]["state"] in ("running", "done")
+
+
+async def test_concurrent_uploads_never_queue_more_than_the_limit(tiny_checkpoint: Path, change_clip: Path,
+                                                                  tmp_path: Path) -> None:
+    """A flood of simultaneous POST /api/jobs: each takes its queue place before its first await, so at most
+    ``max_queued_jobs`` are queued; the rest are 429 and leave no files."""
+    long_clip = write_motion_clip(tmp_path / "long.mp4", CHANGE_SCRIPT * 12, seed=3, speed=0.4, start=(0.75, 0.3))
+    config = jobs_config(tiny_checkpoint, tmp_path, max_queued_jobs=3, job_concurrency=1)
+    async with jobs_client(config) as client:
+        busy = await submit(client, long_clip, annotate="false")  # keeps the one runner busy
+        async with client.ws_connect(f"/api/jobs/{busy['id']}/ws") as ws:  # wait until it left the queue
+            while (await ws.receive_json(timeout=60))["state"] == "queued":
+                pass
+        responses = await asyncio.gather(*(upload(client, change_clip, annotate="false") for _ in range(16)))
+        outcomes = [await error_of(r) if r.status != 202 else (202, "") for r in responses]
+        accepted = [status for status, _ in outcomes if status == 202]
+        refused = [(status, error) for status, error in outcomes if status != 202]
+        assert len(accepted) == 3, outcomes
+        assert all(status == 429 and "already waiting (the limit is 3)" in error for status, error in refused)
+        listing = await (await client.get("/api/jobs")).json()
+        states = sorted(job["state"] for job in listing["jobs"])
+        assert states.count("queued") <= 3 and len(listing["jobs"]) == 4, states
+        folders = sorted(p.name for p in (config.data_path / "jobs").iterdir())
+        assert len(folders) == 4  # the refused uploads left nothing behind
+        for job in listing["jobs"]:
+            await client.post(f"/api/jobs/{job['id']}/cancel")
