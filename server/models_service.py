@@ -47,6 +47,7 @@ T = TypeVar("T")
 MAX_CUSTOM_LABELS = 200
 MAX_LABEL_CHARS = 100
 MODEL_WAIT_S = 600.0  # how long jobs and cameras wait for their model to finish loading or downloading
+DOWNLOAD_RETRY_S = 300.0  # after a failed download, requests say why (the import command) for this long
 
 
 class _Stopped(Exception):
@@ -67,6 +68,7 @@ class ModelSlot:
         self.worker: ModelWorker | None = None
         self.fallback: ClipFallback | None = None
         self.queued = False
+        self.download_failed_at: float | None = None  # monotonic time the last download of its weights failed
 
     @property
     def name(self) -> str:
@@ -224,10 +226,14 @@ class ModelService:
         if slot.status == "ready" and slot.worker is not None:
             return slot.worker
         if slot.status == "missing":
-            if not self.store.offline and slot.spec.weights is not None and self.store.manifest.get(slot.spec.weights):
+            failed = slot.download_failed_at
+            retry = failed is None or time.monotonic() - failed > DOWNLOAD_RETRY_S
+            if retry and not self.store.offline and slot.spec.weights is not None \
+                    and self.store.manifest.get(slot.spec.weights):
                 self._enqueue(slot)  # online: fetch it now; the page polls /api/models for progress
                 raise NotReadyError(f"model {slot.name} is not downloaded yet; it is downloading now, try again "
                                     "when /api/models shows it ready")
+            # What /api/models says (with the import command): a download that just failed is not retried at once
             raise WeightsMissingError(f"model {slot.name} is not available: {slot.message}")
         if slot.status == "error":
             err = slot.error or ModelError(slot.message or "")
@@ -342,6 +348,8 @@ class ModelService:
             slot.status, slot.message = "error", "the server stopped during the download"
             return
         missing = isinstance(err, WeightsMissingError)
+        if missing:
+            slot.download_failed_at = time.monotonic()
         slot.status = "missing" if missing else "error"
         slot.progress = None
         slot.error = err if isinstance(err, HarStreamError) else None

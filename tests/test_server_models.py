@@ -118,3 +118,39 @@ async def refinements(peer: ClientPeer, count: int = 3, timeout: float = 30.0) -
     found = [m for m in peer.of_type("label") if "refines" in m]
     assert len(found) >= count, f"only {len(found)} CLIP refinements"
     return found
+
+
+async def test_a_download_that_failed_is_reported_with_the_import_command_not_as_downloading(
+        tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """Online in config but the host is unreachable: the first request starts a download; once it has failed,
+    requests (a peer's offer, a new camera) say what /api/models says, import command included, instead of
+    "it is downloading now" again (and again)."""
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on: connections are refused at once
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"version": 1, "models": {"r2plus1d-18": {
+        "family": "torchvision", "description": "unreachable test weights",
+        "files": [{"name": "r2plus1d.pth", "url": f"http://127.0.0.1:{port}/r2plus1d.pth", "sha256": "0" * 64,
+                   "size": 10}]}}}))
+    config = ServerConfig(model=str(tiny_checkpoint), offline=False, home=tmp_path / "home", manifest=manifest,
+                          port=0, clip_threshold=0.0, data_dir=tmp_path / "data", preload=False)
+    offer = {"sdp": "v=0\r\nm=video 9 RTP/AVP 96\r\nm=application 9 DTLS/SCTP 5000\r\n", "type": "offer",
+             "model": "r2plus1d-18"}
+    async with live_server(config) as server:
+        got, first = await server.post("/api/webrtc/offer", json=offer)
+        assert got == 503 and "downloading now" in first["error"]
+        slot = server.models.slots["r2plus1d-18"]
+        assert await wait_until(lambda: slot.status == "missing" and slot.download_failed_at is not None, timeout=30)
+        listed = {m["name"]: m for m in (await server.get("/api/models"))[1]["models"]}["r2plus1d-18"]
+        assert "har-stream weights import r2plus1d-18" in listed["message"]
+        for _ in range(2):  # and it stays so: no new download started behind the user's back
+            got, again = await server.post("/api/webrtc/offer", json=offer)
+            assert got == 503 and "downloading now" not in again["error"], again
+            assert listed["message"] in again["error"]
+            assert slot.status == "missing"
+        got, camera = await server.post("/api/streams", json={"name": "cam", "url": "rtsp://127.0.0.1:1/x",
+                                                               "model": "r2plus1d-18"})
+        assert got == 503 and "har-stream weights import r2plus1d-18" in camera["error"], camera
