@@ -486,14 +486,10 @@ def run_runtimes(args: argparse.Namespace) -> int:
 
 
 def _engine_model(spec: str | None, device: torch.device) -> VideoModel:
-    import torch
-
-    from ..models.torchvision_video import TORCHVISION_MODELS, TorchvisionVideoModel, model_info, spec_of
+    from ..models.torchvision_video import TORCHVISION_MODELS, untrained_torchvision_video
 
     if spec in TORCHVISION_MODELS:
-        torch.manual_seed(0)
-        tv = spec_of(spec)
-        return TorchvisionVideoModel(tv.builder(weights=None), model_info(spec), device, tv.channels_last_3d)
+        return untrained_torchvision_video(spec, device)
     return bench_model(spec, device)
 
 

@@ -44,12 +44,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 
 def _load(args: argparse.Namespace) -> VideoModel:
-    import torch
-
     from ..labels import load_label_set
     from ..models.base import pick_device
     from ..models.registry import ClipSource, load_model
-    from ..models.torchvision_video import TORCHVISION_MODELS, TorchvisionVideoModel, model_info, spec_of
+    from ..models.torchvision_video import TORCHVISION_MODELS, untrained_torchvision_video
     from ..weights import WeightStore
 
     device = pick_device(args.device)
@@ -57,9 +55,7 @@ def _load(args: argparse.Namespace) -> VideoModel:
         if args.model not in TORCHVISION_MODELS:
             raise ConfigError(f"--random-weights is for the torchvision models ({', '.join(TORCHVISION_MODELS)}); "
                               f"{args.model} needs its own weights or checkpoint")
-        torch.manual_seed(0)
-        spec = spec_of(args.model)
-        return TorchvisionVideoModel(spec.builder(weights=None), model_info(args.model), device, spec.channels_last_3d)
+        return untrained_torchvision_video(args.model, device)
     labels = load_label_set(args.labels) if args.labels else None
     return load_model(args.model, device=device, store=WeightStore(home=args.home), labels=labels,
                       clip=ClipSource(directory=args.clip_model))

@@ -165,3 +165,10 @@ def load_torchvision_video(name: str, weights_file: Path, device: torch.device,
     net.load_state_dict(state)
     info = model_info(name, sha256 if sha256 is not None else sha256_file(weights_file))
     return TorchvisionVideoModel(net, info, device, spec.channels_last_3d)
+
+
+def untrained_torchvision_video(name: str, device: torch.device, seed: int = 0) -> TorchvisionVideoModel:
+    """``name`` with seeded random weights: for speed figures and input checks where no weights can be had."""
+    spec = spec_of(name)
+    torch.manual_seed(seed)
+    return TorchvisionVideoModel(spec.builder(weights=None), model_info(name), device, spec.channels_last_3d)
