@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -20,7 +21,9 @@ async def models(request: web.Request) -> web.Response:
 
 async def status(request: web.Request) -> web.Response:
     peers = request.app[PEERS]
-    return web.json_response({"peers": len(peers), "max_peers": peers.max_peers, "streams": peers.status()})
+    # "tasks": asyncio tasks alive in the server now; the soak test watches it for leaks (tests/test_soak.py)
+    return web.json_response({"peers": len(peers), "max_peers": peers.max_peers, "streams": peers.status(),
+                              "tasks": len(asyncio.all_tasks())})
 
 
 def page(name: str) -> Callable[[web.Request], Awaitable[web.FileResponse]]:
