@@ -28,10 +28,15 @@ publishes (it has the pipeline's ``EventSink`` signature) and decides:
   CLIP's unsmoothed label, and are only made for low-confidence windows, so letting them open or close
   events would make events flicker exactly where the model is unsure. Events follow the smoothed labels the
   live overlay shows as stable.
-- **Wall clock.** ``started_at``/``ended_at`` are UTC, derived from the injectable ``clock`` at the window
-  being processed, less the stream time since: ``clock() - (t_now - t)``. A good estimate for live streams
-  (stream time runs at wall speed; the few hundred ms of label latency are not subtracted); for a file
-  analysed faster than real time they are only approximate.
+- **One clock.** Event times are stream times; ``started_at``/``ended_at`` (UTC) are those same times mapped
+  to the wall clock through one *anchor* (a wall time for a stream time), so ``ended_at - started_at`` is
+  exactly ``end - start`` (``duration``). The anchor is set from the injectable ``clock`` when an event starts
+  (``clock() - (t_now - start)``: the few hundred ms of label latency are not subtracted) and kept while the
+  event is open; it is re-set at a later start only when stream time has drifted more than ``RESYNC_S`` from
+  the wall clock (a reconnect, a stream that runs slow), and never so far back that an event would start
+  before the previous one ended: one stream's events never overlap, in stream time or in wall time. (Two
+  clocks - stream time for the duration, ``clock()`` at each message for the ends - disagreed wherever stream
+  time ran at another speed than the wall clock, e.g. a recording decoded faster than real time.)
 """
 
 from __future__ import annotations
@@ -58,6 +63,7 @@ Snapshotter = Callable[[float], bytes | None]
 Clock = Callable[[], datetime]
 
 DEFAULT_SNAPSHOT_BASE = "/api/events"
+RESYNC_S = 1.0  # how far stream time may drift from the wall clock before the next event re-anchors
 
 
 def utc_now() -> datetime:
@@ -262,6 +268,8 @@ class ActionEventDetector:
         self._open: _Open | None = None
         self._last_t: float | None = None
         self._last_wall: datetime | None = None
+        self._anchor: tuple[datetime, float] | None = None  # (wall time, stream time): the one clock of events
+        self._last_ended_at: datetime | None = None
         self.refinements_ignored = 0
 
     @property
@@ -308,7 +316,7 @@ class ActionEventDetector:
 
         held = run.held >= self.settings.min_duration_s - 1e-9
         if opened is not None and opened.label != label and held:
-            out += self._end(opened, run.start, now - timedelta(seconds=t - run.start), "changed", now)
+            out += self._end(opened, run.start, "changed", now)
             opened = None
         if opened is None and held:
             opened = self._start(run, now, t)
@@ -339,9 +347,26 @@ class ActionEventDetector:
         if picture is not None:
             stats.snapshot, stats.has_snapshot = picture, True
 
+    def _wall(self, t: float) -> datetime:
+        """The wall-clock time of stream time ``t`` (an anchor is set before any event starts)."""
+        assert self._anchor is not None
+        wall, at = self._anchor
+        return wall + timedelta(seconds=t - at)
+
+    def _anchor_at(self, now: datetime, t: float, start: float) -> datetime:
+        """Re-anchor if stream time has drifted from the wall clock; the new event's ``started_at``."""
+        if self._anchor is None or abs((self._wall(t) - now).total_seconds()) > RESYNC_S:
+            self._anchor = (now, t)
+        started_at = self._wall(start)
+        if self._last_ended_at is not None and started_at < self._last_ended_at:  # never overlap the last one
+            wall, at = self._anchor
+            self._anchor = (wall + (self._last_ended_at - started_at), at)
+            started_at = self._last_ended_at
+        return started_at
+
     def _start(self, run: _Run, now: datetime, t: float) -> _Open:
         opened = _Open(id=self._new_id(), label=run.label, start=run.start,
-                       started_at=now - timedelta(seconds=t - run.start), stats=run.stats,
+                       started_at=self._anchor_at(now, t, run.start), stats=run.stats,
                        emit=self._passes(run.label), last_sent_t=t)
         run.stats = _Stats()  # the event owns these now; later windows of its label count there
         self._open = opened
@@ -350,20 +375,20 @@ class ActionEventDetector:
     def _finish(self, reason: EndReason) -> list[ActionEvent]:
         out: list[ActionEvent] = []
         if self._open is not None and self._last_t is not None and self._last_wall is not None:
-            out = self._end(self._open, self._last_t, self._last_wall, reason, self._last_wall)
+            out = self._end(self._open, self._last_t, reason, self._last_wall)
         self._open = None
         self._run = None
         self._last_t = None
         self._last_wall = None
         return out
 
-    def _end(self, opened: _Open, end: float, ended_at: datetime, reason: EndReason,
-             now: datetime) -> list[ActionEvent]:
+    def _end(self, opened: _Open, end: float, reason: EndReason, now: datetime) -> list[ActionEvent]:
         self._open = None
+        end = max(end, opened.start)
+        ended_at = self._wall(end)  # the anchor its start used: ended_at - started_at == end - start
+        self._last_ended_at = ended_at
         if not opened.emit:
             return []
-        end = max(end, opened.start)
-        ended_at = max(ended_at, opened.started_at)
         return [self._message(opened, "end", end, now, end=end, ended_at=ended_at, reason=reason)]
 
     def _message(self, opened: _Open, phase: Phase, last: float, now: datetime, *, end: float | None = None,

@@ -12,13 +12,19 @@ Errors are ``InputError`` children with one-line messages:
   Decoding stops at the first error (no skipping over damage), so results never silently miss a stretch;
 * a stream with no decodable frame at all → ``NotVideoError``;
 * an unreachable, failing or silent server → ``SourceUnreachableError`` naming the host and the reason.
+
+``realtime=True`` (watched streams) paces media that does not pace itself - a file, a file over HTTP, an HLS
+VOD playlist - to its own frame rate, as ``ffmpeg -re`` does (``pacing.Pacer``, in the decode thread). Sources
+that arrive at their own rate are never paced: RTSP/RTMP/SRT/UDP..., live HLS, a page yt-dlp says is live.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable, Generator, Mapping
+from contextlib import closing
 from fractions import Fraction
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -30,6 +36,7 @@ from ..errors import InputError, NotVideoError, SourceUnreachableError
 from ..frame_queue import Policy
 from ..types import SourceInfo
 from .base import Prepare, ThreadedSource
+from .pacing import Pacer
 from .resolve import ResolvedMedia
 from .urls import redact
 
@@ -55,6 +62,7 @@ class AvSource(ThreadedSource):
         read_timeout: float = 10.0,
         options: Mapping[str, str] | None = None,
         resolver: Callable[[str], ResolvedMedia] | None = None,
+        realtime: bool = False,
     ) -> None:
         self.spec = os.fspath(url_or_path)
         self.shown = redact(self.spec)  # what messages and SourceInfo say: never the URL's credentials
@@ -77,6 +85,8 @@ class AvSource(ThreadedSource):
         self._container: av.container.InputContainer | None = None
         self._stream: av.VideoStream | None = None
         self.resolved: ResolvedMedia | None = None
+        self._realtime = realtime
+        self.paced = False  # set at open: True when frames are held back to their timestamps
 
     @property
     def is_network(self) -> bool:
@@ -97,6 +107,8 @@ class AvSource(ThreadedSource):
             raise NotVideoError(f"{self.shown} has no video stream ({kinds}); give a file or URL with video")
         stream = self._stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        self_paced = live or (container.format.name == "hls" and container.duration is None)  # live HLS
+        self.paced = self._realtime and not self_paced
         live = live or (self.is_network and container.duration is None)
         ctx = stream.codec_context
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
@@ -112,6 +124,22 @@ class AvSource(ThreadedSource):
         )
 
     def _decode_blocking(self) -> Generator[av.VideoFrame, None, None]:
+        frames = self._decode_frames()
+        if not self.paced:
+            return frames
+        return self._pace(frames)
+
+    def _pace(self, frames: Generator[av.VideoFrame, None, None]) -> Generator[av.VideoFrame, None, None]:
+        """``frames`` at their own rate (see ``pacing``); ends early when the source is stopped."""
+        pacer = Pacer(self._stop)
+        with closing(frames):
+            for frame in frames:
+                t = frame.time
+                if not pacer.wait(None if t is None or math.isnan(t) else t):
+                    return
+                yield frame
+
+    def _decode_frames(self) -> Generator[av.VideoFrame, None, None]:
         assert self._container is not None and self._stream is not None and self.info is not None
         stream, live = self._stream, self.info.live
         decoded = 0
@@ -155,8 +183,8 @@ class AvSource(ThreadedSource):
         if self._resolver is None:
             return self.spec, options, self._scheme in LIVE_SCHEMES
         media = self.resolved = self._resolver(self.spec)
-        if media.http_headers and "headers" not in options:
-            options.update(media.ffmpeg_options())
+        for key, value in media.ffmpeg_options().items():  # its headers, and a guard's proxy
+            options.setdefault(key, value)
         return media.url, options, media.is_live
 
     def _open_error(self, exc: BaseException, elapsed: float) -> InputError:

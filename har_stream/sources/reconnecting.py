@@ -34,8 +34,10 @@ before and after a drop.
 
 Live means current: decoding runs in each connection's own thread (``AvSource``), and both the thread's
 queue and this source's hand-off to the consumer drop the oldest frame when full, counted in
-``stats.dropped``. A media URL that is not live is paced to real time instead (nothing dropped), so it
-behaves like a camera that ends.
+``stats.dropped``. Media that does not pace itself (a file over HTTP - ``.mp4``, ``.ts`` - or an HLS VOD
+playlist) is paced to its own frame rate in its decode thread (``AvSource(realtime=True)``, as ``ffmpeg -re``),
+so it behaves like a camera - stream time runs at wall-clock speed - instead of decoding minutes of video a
+second; one whose length is known then ends (``stopped``).
 
 Credentials in the URL (``rtsp://user:pass@cam/...``) reach FFmpeg and nothing else: statuses, errors, logs
 and ``SourceInfo.url`` carry the redacted URL (``rtsp://***@cam/...``).
@@ -386,7 +388,8 @@ class ReconnectingSource(FrameSource):
         stall_timeout = max(policy.stall_timeout, least)
         source = open_source(self._url, sample_fps=self._sample_fps, prepare=self._prepare, policy=None,
                              queue_size=self._queue_size, open_timeout=policy.open_timeout,
-                             read_timeout=policy.read_timeout, options=self._options, resolver=self._resolver)
+                             read_timeout=policy.read_timeout, options=self._options, resolver=self._resolver,
+                             realtime=True)
         self._current = source
         went_live = False
         try:
@@ -396,7 +399,6 @@ class ReconnectingSource(FrameSource):
                 return False, False, _AtOpen(err)
             frames = source.frames().__aiter__()
             timeout = first_frame_timeout
-            paced_from: tuple[float, float] | None = None  # (monotonic, pts) of the first frame of non-live media
             while True:
                 try:
                     async with asyncio.timeout(timeout):
@@ -414,14 +416,6 @@ class ReconnectingSource(FrameSource):
                         f"{self.name} sent no video frame within {first_frame_timeout:g} s of connecting")
                 except HarStreamError as err:
                     return went_live, False, (err if went_live or info.live else _AtOpen(err))
-                if not info.live:  # real time, like a camera
-                    now = time.monotonic()
-                    if paced_from is None:
-                        paced_from = (now, frame.pts)
-                    wait = paced_from[0] + (frame.pts - paced_from[1]) - now
-                    if wait > 0:
-                        await asyncio.sleep(wait)
-                    frame = replace(frame, arrival=time.monotonic())
                 if not went_live:
                     went_live = True
                     timeout = stall_timeout
