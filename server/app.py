@@ -17,8 +17,9 @@ from aiohttp import WSCloseCode, web
 
 from . import api, jobs_api, signalling, streams_api
 from .config import ServerConfig
+from .auth import auth_middleware, setup_auth
 from .errors import error_middleware
-from .ice import ice_loopback
+from .ice import ice_host_addresses, resolve_interfaces
 from .event_hub import EventHub
 from .job_store import JobStore
 from .jobs import JobManager
@@ -34,16 +35,17 @@ MAX_BODY_BYTES = 256 * 1024
 
 def create_app(config: ServerConfig) -> web.Application:
     """Build the app; models start loading when it starts (e.g. in ``web.AppRunner.setup``), not here."""
-    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(middlewares=[error_middleware, auth_middleware], client_max_size=MAX_BODY_BYTES)
     app[CONFIG] = config
+    setup_auth(app, config)  # reads the token file now: a missing one fails before anything starts
     app[PEERS] = PeerRegistry(config.max_peers)
     app[MODELS] = ModelService(config)  # checks the model options now: a typo fails before anything starts
     app[JOBS] = JobManager(config, app[MODELS], JobStore(config.data_path))
     app[EVENTS] = EventHub(config)  # checks the webhook and MQTT settings now
     app[STREAMS] = StreamManager(config, app[MODELS], app[EVENTS])
     app[WEBSOCKETS] = weakref.WeakSet()
-    if config.ice_loopback:
-        app.cleanup_ctx.append(_ice_loopback_ctx)
+    if config.ice_loopback or config.ice_interfaces:
+        app.cleanup_ctx.append(_ice_addresses_ctx)
     app.cleanup_ctx.append(_models_ctx)
     app.cleanup_ctx.append(_jobs_ctx)  # cleaned up before the models (cleanup runs in reverse)
     app.cleanup_ctx.append(_streams_ctx)  # cameras stop first, then their events' destinations
@@ -56,9 +58,12 @@ def create_app(config: ServerConfig) -> web.Application:
     return app
 
 
-async def _ice_loopback_ctx(app: web.Application) -> AsyncIterator[None]:
-    with ice_loopback():
-        log.info("ICE: offering 127.0.0.1 only (loopback mode)")
+async def _ice_addresses_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    addresses = (["127.0.0.1"] if config.ice_loopback else []) + resolve_interfaces(config.ice_interfaces)
+    with ice_host_addresses(dict.fromkeys(addresses)):
+        log.info("ICE: offering %s only%s", ", ".join(dict.fromkeys(addresses)),
+                 " (loopback mode)" if config.ice_loopback and not config.ice_interfaces else "")
         yield
 
 

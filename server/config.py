@@ -45,6 +45,14 @@ ENV_VARS: Mapping[str, str] = {
     "HAR_STREAM_WEBHOOK_SECRET": "webhook_secret",
     "HAR_STREAM_MQTT_URL": "mqtt_url",
     "HAR_STREAM_PUBLIC_URL": "public_url",
+    "HAR_STREAM_TOKEN": "token",  # server/auth.py: required on the API, websockets and media when set
+    "HAR_STREAM_TOKEN_FILE": "token_file",
+    "HAR_STREAM_INSECURE_NO_AUTH": "insecure_no_auth",
+    "HAR_STREAM_CORS_ORIGINS": "cors_origins",
+    "HAR_STREAM_TLS_CERT": "tls_cert",
+    "HAR_STREAM_TLS_KEY": "tls_key",
+    "HAR_STREAM_ICE_SERVERS": "ice_servers",
+    "HAR_STREAM_ICE_INTERFACES": "ice_interfaces",
 }
 CONFIG_ENV = "HAR_STREAM_CONFIG"
 DEVICES = ("auto", "cpu", "cuda")
@@ -96,6 +104,16 @@ class ServerConfig:
     webhook_secret: str | None = None  # signs webhook bodies (X-Har-Stream-Signature: sha256=HMAC)
     mqtt_url: str | None = None  # mqtt[s]://[user:pw@]host[:port][/topic-prefix]: events on <prefix>/<stream>/events
     public_url: str | None = None  # how others reach this server (absolute snapshot links in webhooks/MQTT)
+    # security (docs/security.md; server/auth.py, server/tls.py, server/ice.py)
+    token: str | None = None  # required on every API route, offer, websocket and media file when set
+    token_file: Path | None = None  # ... or read from this file (first line), so it stays out of `ps`
+    insecure_no_auth: bool = False  # allow a non-loopback host without a token
+    auth_max_failures: int = 10  # wrong tokens per client address per minute before 429
+    cors_origins: tuple[str, ...] = ()  # other origins (scheme://host[:port]) allowed to call the API
+    tls_cert: Path | None = None  # PEM certificate (chain): serve https/wss directly
+    tls_key: Path | None = None  # its PEM private key
+    ice_servers: tuple[str, ...] = ()  # stun:host:port, turn:user:password@host:port?transport=udp, ...
+    ice_interfaces: tuple[str, ...] = ()  # host addresses or interface names to offer as ICE candidates
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> ConfigError:
@@ -146,10 +164,30 @@ class ServerConfig:
         if self.event_min_s < 0 or not self.event_update_s > 0 or not self.event_retention_days > 0:
             raise ConfigError("event_min_s must be 0 or more, event_update_s and event_retention_days positive; "
                               "fix the config file")
+        self._check_security()
         names = [c.name for c in self.cameras]
         if len(set(names)) != len(names):
             raise ConfigError(f"camera names must be unique; {', '.join(sorted({n for n in names if names.count(n) > 1}))} "
                               "appear more than once in the config file")
+
+    def _check_security(self) -> None:
+        from .auth import check_origin_list  # noqa: PLC0415 (these checks live with the code that uses them)
+        from .ice_servers import parse_ice_server  # noqa: PLC0415
+
+        if self.token is not None and not self.token.strip():
+            raise ConfigError("token must not be empty; give a long random string, e.g. from "
+                              "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`")
+        if self.token is not None and self.token_file is not None:
+            raise ConfigError("give either token (--token, HAR_STREAM_TOKEN) or token_file (--token-file, "
+                              "HAR_STREAM_TOKEN_FILE), not both")
+        if self.auth_max_failures < 1:
+            raise ConfigError(f"auth_max_failures must be at least 1 (got {self.auth_max_failures})")
+        check_origin_list(self.cors_origins)
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("give both --tls-cert and --tls-key (a PEM certificate and its private key), or "
+                              "neither")
+        for text in self.ice_servers:
+            parse_ice_server(text)
 
     @property
     def data_path(self) -> Path:
@@ -166,7 +204,7 @@ class ServerConfig:
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.tls_cert else 'http'}://{host}:{self.port}"
 
 
 FIELDS: Mapping[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fields(ServerConfig)}
@@ -244,8 +282,9 @@ def read_config_file(path: Path) -> dict[str, Any]:
         if name not in FIELDS:
             raise ConfigError(f"config file {path}: unknown setting {key!r}; known: {', '.join(FIELDS)}")
         out[name] = _convert(name, value, f"config file {path}")
-    if out.keys() & {"web_dir", "home", "manifest", "data_dir"}:  # relative paths are relative to the file
-        for name in ("web_dir", "home", "manifest", "data_dir"):
+    paths = ("web_dir", "home", "manifest", "data_dir", "token_file", "tls_cert", "tls_key")
+    if out.keys() & set(paths):  # relative paths are relative to the file
+        for name in paths:
             if out.get(name) is not None and not out[name].is_absolute():
                 out[name] = (Path(path).parent / out[name]).resolve()
     return out

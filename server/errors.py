@@ -39,6 +39,28 @@ class NotReadyError(HarStreamError):
     http_status = 503
 
 
+class UnauthorizedError(HarStreamError):
+    """A protected route without the server's token (server/auth.py); ``http_headers`` go on the reply."""
+
+    http_status = 401
+
+    def __init__(self, message: str, http_headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.http_headers = http_headers or {}
+
+
+class ForbiddenError(HarStreamError):
+    """A request another site's page made (Origin) or sent to a name this server is not (Host)."""
+
+    http_status = 403
+
+
+class TooManyAttemptsError(UnauthorizedError):
+    """Too many wrong tokens from one address: wait ``Retry-After`` seconds."""
+
+    http_status = 429
+
+
 def error_response(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
@@ -50,7 +72,9 @@ async def error_middleware(request: web.Request, handler: web.Handler) -> web.St
     except HarStreamError as err:
         status = err.http_status if 400 <= err.http_status < 600 else 500
         log.info("%s %s -> %d: %s", request.method, request.path, status, err)
-        return error_response(status, str(err))
+        response = error_response(status, str(err))
+        response.headers.update(getattr(err, "http_headers", None) or {})
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise  # redirects and the like are not errors

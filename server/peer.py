@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.contrib.media import MediaBlackhole
 from aiortc.mediastreams import MediaStreamTrack
 
@@ -29,6 +29,7 @@ from har_stream.sources.webrtc import WebRTCSource
 from har_stream.types import LabelEvent
 
 from .errors import BadRequestError
+from .ice import rtc_configuration
 from .models_service import Lease
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ class PeerSettings:
     max_in_flight: int = 2  # this peer's frames waiting for the shared encoder (see StreamSettings.max_in_flight)
     monitor_interval_s: float = 0.2
     stats_interval_s: float = 1.0
+    ice_servers: tuple[str, ...] = ()  # STUN/TURN (server/ice_servers.py); none: host candidates only
 
 
 class Peer:
@@ -56,7 +58,7 @@ class Peer:
         self.lease = lease
         self.settings = settings
         self.info = lease.worker.info
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.pc = RTCPeerConnection(rtc_configuration(settings.ice_servers))
         self.channel: RTCDataChannel | None = None
         self.source: WebRTCSource | None = None
         self.pipeline: StreamPipeline | None = None

@@ -15,7 +15,7 @@ import logging
 import time
 
 import av
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
@@ -23,6 +23,7 @@ from har_stream.errors import OverloadedError
 from har_stream.queues import put_drop_oldest
 
 from .errors import BadRequestError
+from .ice import rtc_configuration
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +79,9 @@ class CameraTrack(MediaStreamTrack):
 class Viewers:
     """The WebRTC viewers of every camera: offer in, answer out; closed with their camera or on shutdown."""
 
-    def __init__(self, max_viewers: int) -> None:
+    def __init__(self, max_viewers: int, ice_servers: tuple[str, ...] = ()) -> None:
         self.max_viewers = max_viewers
+        self.ice_servers = ice_servers
         self._relay = MediaRelay()
         self._peers: dict[str, set[RTCPeerConnection]] = {}
 
@@ -93,7 +95,7 @@ class Viewers:
         if self.count() >= self.max_viewers:
             raise OverloadedError(f"{self.max_viewers} camera viewers are connected, the most this server "
                                   "allows; close a camera view and try again")
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pc = RTCPeerConnection(rtc_configuration(self.ice_servers))
         peers = self._peers.setdefault(camera, set())
         peers.add(pc)
 

@@ -15,13 +15,17 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from .app import create_app
+from .auth import check_exposure
 from .config import ServerConfig
+from .tls import ssl_context
 
 log = logging.getLogger(__name__)
 
 
 async def serve(config: ServerConfig, stop: asyncio.Event | None = None) -> None:
     """Serve until ``stop`` is set or a SIGINT/SIGTERM arrives."""
+    check_exposure(config)  # no token on a non-loopback address: refuse, saying why
+    tls = ssl_context(config)
     app = create_app(config)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -32,11 +36,12 @@ async def serve(config: ServerConfig, stop: asyncio.Event | None = None) -> None
                            handler_cancellation=True)  # a client that hangs up cancels its /predict job
     try:
         await runner.setup()
-        site = web.TCPSite(runner, config.host, config.port)
+        site = web.TCPSite(runner, config.host, config.port, ssl_context=tls)
         await site.start()
         for address in runner.addresses:
             host, port = address[0], address[1]
-            log.info("serving on http://%s:%d (Ctrl-C to stop)", f"[{host}]" if ":" in host else host, port)
+            log.info("serving on %s://%s:%d (Ctrl-C to stop)", "https" if tls else "http",
+                     f"[{host}]" if ":" in host else host, port)
         await stop.wait()
         log.info("stopping: closing peers and models")
     finally:
@@ -50,13 +55,14 @@ async def serve(config: ServerConfig, stop: asyncio.Event | None = None) -> None
 async def listening(config: ServerConfig) -> AsyncIterator[tuple[web.Application, str]]:
     """The app serving on a free 127.0.0.1 port, for in-process use (tests, ``bench live``); yields (app, url)
     and stops it (peers, then models) on exit."""
+    tls = ssl_context(config)
     app = create_app(config)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0, handler_cancellation=True)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls)
         await site.start()
-        yield app, f"http://127.0.0.1:{runner.addresses[0][1]}"
+        yield app, f"{'https' if tls else 'http'}://127.0.0.1:{runner.addresses[0][1]}"
     finally:
         await runner.cleanup()
 

@@ -111,7 +111,8 @@ async def offer(request: web.Request) -> web.Response:
         peer_id = peers.new_id()
         try:
             peer = Peer(peer_id, lease, PeerSettings(stride=stride, idle_timeout_s=config.peer_idle_timeout_s,
-                                                     frame_queue=config.frame_queue))
+                                                     frame_queue=config.frame_queue,
+                                                     ice_servers=config.ice_servers))
         except BaseException:
             lease.release()
             raise

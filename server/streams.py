@@ -191,7 +191,7 @@ class StreamManager:
             initial_delay=config.reconnect_initial_s, max_delay=config.reconnect_max_s,
             first_frame_timeout=config.first_frame_timeout_s, stall_timeout=config.stall_timeout_s,
             read_timeout=min(10.0, config.stall_timeout_s))
-        self.viewers = Viewers(config.max_viewers)
+        self.viewers = Viewers(config.max_viewers, config.ice_servers)
         self._cameras: dict[str, Camera] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._changed = asyncio.Event()

@@ -57,12 +57,37 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="also publish action events to this MQTT broker, on PREFIX/<camera>/events")
     p.add_argument("--event-min-seconds", dest="event_min_s", type=float, default=None, metavar="SECONDS",
                    help="an action must hold this long to open an event (default: 1)")
+    security = p.add_argument_group("security (docs/security.md)")
+    security.add_argument("--token", default=None,
+                          help="require this token on the API, offers, websockets and media (Authorization: Bearer, "
+                               "or the pages ask once); also HAR_STREAM_TOKEN")
+    security.add_argument("--token-file", type=Path, default=None, metavar="FILE",
+                          help="read the token from this file's first line (keeps it out of the process list)")
+    security.add_argument("--insecure-no-auth", action="store_const", const=True, default=None,
+                          help="allow a non-loopback --host without a token (only behind another layer that "
+                               "protects the port)")
+    security.add_argument("--cors-origin", dest="cors_origins", action="append", default=None, metavar="ORIGIN",
+                          help="let pages of this origin (https://host[:port]) call the API (repeat for several; "
+                               "default: none)")
+    security.add_argument("--tls-cert", type=Path, default=None, metavar="CERT.pem",
+                          help="serve https/wss with this PEM certificate (chain); needs --tls-key")
+    security.add_argument("--tls-key", type=Path, default=None, metavar="KEY.pem", help="the certificate's PEM key")
+    security.add_argument("--ice-server", dest="ice_servers", action="append", default=None, metavar="URL",
+                          help="STUN/TURN server for the server's WebRTC peers: stun:HOST[:PORT] or "
+                               "turn:USER:PASSWORD@HOST[:PORT][?transport=udp|tcp] (repeat for several)")
+    security.add_argument("--ice-interface", dest="ice_interfaces", action="append", default=None,
+                          metavar="ADDRESS|NAME",
+                          help="offer only this host address or interface (e.g. eth0) as ICE candidate (repeat)")
     p.set_defaults(func=run)
 
 
 CLI_FIELDS = ("host", "port", "model", "device", "max_peers", "clip_threshold", "clip_model", "stride",
               "peer_idle_timeout_s", "ice_loopback", "torch_threads", "precision", "runtime", "data_dir", "max_upload_mb",
               "job_concurrency", "allow_private_urls", "webhooks", "mqtt_url", "event_min_s")
+
+CLI_FIELDS = (*CLI_FIELDS, "token", "token_file", "insecure_no_auth", "cors_origins", "tls_cert", "tls_key",
+              "ice_servers", "ice_interfaces")  # the security group's (docs/security.md)
+
 
 
 def run(args: argparse.Namespace) -> int:
