@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from . import __version__
 from .errors import HarStreamError
+from .logs import LOG_FORMATS, configure_logging, resolve_log_format
 
 COMMANDS = ("analyse", "weights", "models", "bench", "serve", "train", "eval", "watch")
 
@@ -25,6 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"har-stream {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details to stderr")
+    parser.add_argument("--log-format", choices=LOG_FORMATS, default=None,
+                        help="text (default) or json: one JSON object per line with time, level, logger, message "
+                             "and the stream/peer/job ids (also $HAR_STREAM_LOG_FORMAT)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMANDS:
@@ -36,11 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     try:
+        configure_logging(logging.DEBUG if args.verbose else logging.WARNING, resolve_log_format(args.log_format))
         return int(args.func(args) or 0)
     except HarStreamError as err:
         print(f"har-stream: error: {err}", file=sys.stderr)

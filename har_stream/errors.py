@@ -75,3 +75,10 @@ class OverloadedError(HarStreamError):
 
     http_status = 429
     exit_code = 8
+
+
+class InferenceStalledError(HarStreamError):
+    """A model call ran past the watchdog's bound (``inference_stall_s``): its windows are given up on."""
+
+    http_status = 503
+    exit_code = 9

@@ -21,7 +21,7 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 
 from .adaptive_stride import AdaptiveStride
-from .errors import ConfigError
+from .errors import ConfigError, InferenceStalledError
 from .fallback import ClipFallback
 from .queues import put_drop_oldest
 from .ring_buffer import FrameSlot
@@ -92,6 +92,7 @@ class StreamStats:
     windows: int = 0
     refined: int = 0
     fallback_dropped: int = 0
+    stalled: int = 0  # live windows given up because their model call stalled (the inference watchdog)
 
 
 class StreamPipeline:
@@ -187,7 +188,11 @@ class StreamPipeline:
         in_flight = 1 if self.settings.live else max(1, self.settings.window_queue)
         pending: deque[tuple[Window, asyncio.Future[np.ndarray], float]] = deque()
         while (window := await windows.get()) is not None:
-            features = await self._answer(asyncio.gather(*(s.feature for s in window.slots)))
+            try:
+                features = await self._answer(asyncio.gather(*(s.feature for s in window.slots)))
+            except InferenceStalledError as err:
+                self._give_up(err)
+                continue
             submitted = time.monotonic()
             pending.append((window, await self.worker.submit_classify(features, background=self.settings.background),
                             submitted))
@@ -199,7 +204,11 @@ class StreamPipeline:
 
     async def _publish(self, window: Window, answer: asyncio.Future[np.ndarray], submitted: float,
                        refine: asyncio.Queue[Window | None]) -> None:
-        probs = await self._answer(answer)
+        try:
+            probs = await self._answer(answer)
+        except InferenceStalledError as err:
+            self._give_up(err)
+            return
         if self.stride_control is not None and self._scheduler is not None:
             self._scheduler.stride = self.stride_control.observe(time.monotonic() - submitted)
         prediction = top_prediction(probs, self.labels, self.primary_source)
@@ -212,10 +221,21 @@ class StreamPipeline:
     async def _fallback_loop(self, refine: asyncio.Queue[Window | None]) -> None:
         assert self.fallback is not None
         while (window := await refine.get()) is not None:
-            probs = await self._answer(self.fallback.refine(self.name, window))
+            try:
+                probs = await self._answer(self.fallback.refine(self.name, window))
+            except InferenceStalledError as err:
+                self._give_up(err)
+                continue
             prediction = top_prediction(probs, self.labels, "clip")
             self.stats.refined += 1
             self._emit(window, prediction, prediction.label, probs, refines=window.index)
+
+    def _give_up(self, err: InferenceStalledError) -> None:
+        """A window whose model call stalled: a live stream skips it and goes on with the next (which the model
+        answers once it is back); an offline run fails, since a result with holes would pass for complete."""
+        if not self.settings.live:
+            raise err
+        self.stats.stalled += 1
 
     async def _answer(self, pending: Awaitable[T]) -> T:
         """Await a worker's answer; a worker stopped under a running stream fails the stream, never hangs it.
@@ -240,4 +260,6 @@ class StreamPipeline:
                            prediction=prediction, smoothed_label=smoothed,
                            latency_ms=(now - window.newest_arrival) * 1000.0, window_index=window.index,
                            refines=refines, stride=self.effective_stride if self.settings.live else None)
+        if self.settings.live and refines is None:
+            self.worker.latency.observe(event.latency_ms / 1000.0)
         self.sink(event, probs)

@@ -17,6 +17,7 @@ import torch
 
 from .batcher import DynamicBatcher
 from .errors import ConfigError
+from .latency import LatencyHistogram
 from .models.base import VideoModel
 from .precision import resolve_precision
 
@@ -32,10 +33,13 @@ class BatchSettings:
     max_wait_ms: float = 5.0
     queue_size: int = 256
     precision: str = "fp32"  # autocast dtype for inference; "auto": see precision.py (measured per model)
+    stall_s: float | None = None  # the inference watchdog's bound (batcher.py); None: no watchdog
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)} (got {self.precision!r})")
+        if self.stall_s is not None and not self.stall_s > 0:
+            raise ConfigError(f"inference_stall_s must be positive (got {self.stall_s})")
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -82,10 +86,17 @@ class ModelWorker:
                                                        thread_name_prefix=f"har-infer-{model.info.name}")
         self.encoder = DynamicBatcher(self._encode_batch, executor=self.executor, name=f"{model.info.name}-encode",
                                       max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms,
-                                      queue_size=settings.queue_size)
+                                      queue_size=settings.queue_size, stall_s=settings.stall_s)
         self.classifier = DynamicBatcher(self._classify_batch, executor=self.executor,
                                          name=f"{model.info.name}-classify", max_batch=settings.max_batch,
-                                         max_wait_ms=settings.max_wait_ms, queue_size=settings.queue_size)
+                                         max_wait_ms=settings.max_wait_ms, queue_size=settings.queue_size,
+                                         stall_s=settings.stall_s)
+        self.latency = LatencyHistogram()  # live labels of every stream of this worker (pipeline.py observes)
+
+    def stalled_for(self) -> float | None:
+        """How long the call the watchdog gave up on has run, for either batcher (None when none is stuck)."""
+        stalls = [s for s in (self.encoder.stalled_for(), self.classifier.stalled_for()) if s is not None]
+        return max(stalls, default=None)
 
     # -- runs on the inference thread ------------------------------------------------------------------
     def _autocast(self) -> torch.autocast:

@@ -15,7 +15,7 @@ import weakref
 
 from aiohttp import WSCloseCode, web
 
-from . import api, jobs_api, signalling, streams_api
+from . import api, health, jobs_api, metrics, signalling, streams_api
 from .config import ServerConfig
 from .auth import auth_middleware, setup_auth
 from .errors import error_middleware
@@ -52,6 +52,8 @@ def create_app(config: ServerConfig) -> web.Application:
     app.on_shutdown.append(_close_peers)
     app.on_shutdown.append(_close_websockets)
     api.add_routes(app)
+    health.add_routes(app)  # /healthz, /readyz
+    metrics.add_routes(app)  # /metrics, read from the objects above at scrape time
     jobs_api.add_routes(app)
     streams_api.add_routes(app)
     app.router.add_post("/api/webrtc/offer", signalling.offer)

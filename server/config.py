@@ -45,6 +45,7 @@ ENV_VARS: Mapping[str, str] = {
     "HAR_STREAM_WEBHOOK_SECRET": "webhook_secret",
     "HAR_STREAM_MQTT_URL": "mqtt_url",
     "HAR_STREAM_PUBLIC_URL": "public_url",
+    "HAR_STREAM_INFERENCE_STALL": "inference_stall_s",
     "HAR_STREAM_TOKEN": "token",  # server/auth.py: required on the API, websockets and media when set
     "HAR_STREAM_TOKEN_FILE": "token_file",
     "HAR_STREAM_INSECURE_NO_AUTH": "insecure_no_auth",
@@ -85,6 +86,7 @@ class ServerConfig:
     runtime: str = "auto"  # where models' heavy networks run: auto, torch, openvino, onnxruntime (runtime.py)
     preload: bool = True  # also load every other model whose weights are already cached
     shutdown_timeout_s: float = 3.0
+    inference_stall_s: float = 30.0  # a model call running longer is given up by the watchdog (har_stream/batcher.py)
     data_dir: Path | None = None  # jobs, uploads, results; None: $XDG_DATA_HOME/har-stream or ~/.local/share/…
     max_upload_mb: float = 2048.0  # uploads over this are refused (413) while they stream in
     job_concurrency: int = 1  # offline jobs analysed at once; the rest wait in the queue
@@ -148,6 +150,8 @@ class ServerConfig:
             raise bad("runtime", f"must be one of {', '.join(RUNTIMES)}")
         if not self.shutdown_timeout_s > 0:
             raise bad("shutdown_timeout_s", "must be positive")
+        if not self.inference_stall_s > 0:
+            raise bad("inference_stall_s", "must be positive")
         if not self.max_upload_mb > 0:
             raise bad("max_upload_mb", "must be positive")
         if self.job_concurrency < 1:

@@ -18,7 +18,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -28,6 +28,7 @@ from har_stream.analyse import Progress, analyse
 from har_stream.annotate import write_annotated_video, write_playable_video
 from har_stream.errors import HarStreamError, InputError, OverloadedError
 from har_stream.export import write_csv, write_json
+from har_stream.logs import log_context
 from har_stream.fallback import ClipFallback
 from har_stream.pipeline import StreamSettings
 from har_stream.sources import ResolvedMedia, is_direct_media_url, resolve_url
@@ -81,6 +82,7 @@ class JobManager:
         self._cancel_requested: set[str] = set()
         self._changed: dict[str, asyncio.Event] = {}
         self._runners: list[asyncio.Task[None]] = []
+        self.finished: Counter[str] = Counter()  # jobs ended since start, by final state (the /metrics counters)
         self._closing = False
 
     # -- lifecycle ----------------------------------------------------------------------------------------
@@ -249,6 +251,7 @@ class JobManager:
 
     async def _work(self, record: JobRecord) -> tuple[AnalysisResult, dict[str, str]]:
         """The job itself; how it ended is decided by ``_settle``, whatever point a cancel reached."""
+        log_context(job=record.id)  # every log line of this job's task names it
         record = replace(record, state="running", started=time.time())
         self._active[record.id] = record
         self._progress[record.id] = progress = JobProgress()
@@ -303,6 +306,7 @@ class JobManager:
     async def _finish(self, record: JobRecord, state: str, error: str | None) -> None:
         final = replace(record, state=state, error=error, finished=time.time())  # type: ignore[arg-type]
         await self.store.put(final)
+        self.finished[state] += 1
         self._forget(record.id)
 
     def _notify(self, job_id: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import weakref
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from .config import ServerConfig
 from .event_hub import EventHub
@@ -20,3 +21,4 @@ JOBS = web.AppKey("jobs", JobManager)
 EVENTS = web.AppKey("events", EventHub)
 STREAMS = web.AppKey("streams", StreamManager)
 WEBSOCKETS = web.AppKey("websockets", weakref.WeakSet[web.WebSocketResponse])  # closed on shutdown
+METRICS = web.AppKey("metrics", CollectorRegistry)  # the app's own Prometheus registry (server/metrics.py)

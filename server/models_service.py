@@ -108,7 +108,8 @@ class ModelService:
         self.device = pick_device(config.device)
         specs, self.default = build_catalogue(self.store, config.model, config.clip_model)
         self.batch = BatchSettings(max_batch=config.max_batch, max_wait_ms=config.max_wait_ms,
-                                   queue_size=2 * config.max_batch, precision=config.precision)
+                                   queue_size=2 * config.max_batch, precision=config.precision,
+                                   stall_s=config.inference_stall_s)
         cached = cached_weights(self.store)
         self.slots: dict[str, ModelSlot] = {}
         self._queue: asyncio.Queue[ModelSlot] = asyncio.Queue()

@@ -23,6 +23,7 @@ from aiortc.contrib.media import MediaBlackhole
 from aiortc.mediastreams import MediaStreamTrack
 
 from har_stream.errors import HarStreamError
+from har_stream.logs import log_context
 from har_stream.pipeline import StreamPipeline, StreamSettings
 from har_stream.preprocess import FramePreparer
 from har_stream.sources.webrtc import WebRTCSource
@@ -117,6 +118,7 @@ class Peer:
     async def run(self) -> None:
         """The whole stream; returns after cleaning up, whatever ended it (cancellation included)."""
         self._task = asyncio.current_task()
+        log_context(peer=self.id)  # every log line of this task (and its monitor) names the peer
         monitor: asyncio.Task[None] | None = None
         try:
             if self._closing:
@@ -250,4 +252,3 @@ class Peer:
                 "frames_received": source.frames_received if source else 0,
                 "frames_dropped": source.stats.dropped if source else 0,
                 "windows": pipeline.stats.windows if pipeline else 0, "state": self._state}
-

@@ -19,6 +19,7 @@ import numpy as np
 
 from har_stream.errors import ConfigError, HarStreamError, OverloadedError
 from har_stream.events import ActionEvent, ActionEventDetector, DetectorSettings
+from har_stream.logs import log_context
 from har_stream.pipeline import StreamPipeline, StreamSettings
 from har_stream.preprocess import FramePreparer
 from har_stream.snapshot import RecentFrames
@@ -69,6 +70,7 @@ class Camera:
     # -- the camera's life -------------------------------------------------------------------------------
 
     async def run(self) -> None:
+        log_context(stream=self.spec.name)  # every log line of this camera's task names it
         try:
             self.lease = await self.models.acquire_when_ready(self.spec.model, self.spec.labels,
                                                               self.spec.custom_labels)

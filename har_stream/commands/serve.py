@@ -78,12 +78,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     security.add_argument("--ice-interface", dest="ice_interfaces", action="append", default=None,
                           metavar="ADDRESS|NAME",
                           help="offer only this host address or interface (e.g. eth0) as ICE candidate (repeat)")
+    p.add_argument("--inference-stall", dest="inference_stall_s", type=float, default=None, metavar="SECONDS",
+                   help="a model call running longer is given up (its streams go on, /readyz reports it) "
+                        "(default: 30)")
+    p.add_argument("--log-format", choices=("text", "json"), default=argparse.SUPPRESS,
+                   help="same as the global option: json = one JSON object per log line, with stream/peer/job ids")
     p.set_defaults(func=run)
 
 
 CLI_FIELDS = ("host", "port", "model", "device", "max_peers", "clip_threshold", "clip_model", "stride",
               "peer_idle_timeout_s", "ice_loopback", "torch_threads", "precision", "runtime", "data_dir", "max_upload_mb",
-              "job_concurrency", "allow_private_urls", "webhooks", "mqtt_url", "event_min_s")
+              "job_concurrency", "allow_private_urls", "webhooks", "mqtt_url", "event_min_s", "inference_stall_s")
 
 CLI_FIELDS = (*CLI_FIELDS, "token", "token_file", "insecure_no_auth", "cors_origins", "tls_cert", "tls_key",
               "ice_servers", "ice_interfaces")  # the security group's (docs/security.md)
