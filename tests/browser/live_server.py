@@ -37,6 +37,7 @@ class LiveServer:
     log: Path
     args: tuple[str, ...]
     process: subprocess.Popen[bytes] | None = None
+    token: str | None = None  # sent as Authorization: Bearer by get_json (pass --token in args too)
 
     @property
     def url(self) -> str:
@@ -85,5 +86,7 @@ class LiveServer:
         return self.log.read_text(errors="replace")[-limit:] if self.log.exists() else ""
 
     def get_json(self, path: str) -> Any:
-        with urllib.request.urlopen(self.url + path.lstrip("/"), timeout=5) as reply:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        with urllib.request.urlopen(urllib.request.Request(self.url + path.lstrip("/"), headers=headers),
+                                    timeout=5) as reply:
             return json.loads(reply.read())

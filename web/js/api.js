@@ -2,6 +2,8 @@
 // live page's calls (GET /api/models, POST /api/webrtc/offer). Errors come back as {"error": "..."}: the page
 // shows that text as is, because the server already says what went wrong and what to do.
 
+import { needsSignIn, signIn } from "./auth.js";
+
 const UNREACHABLE = "The server could not be reached. Check that `har-stream serve` is running.";
 
 /** The server answered with an error status; `message` is its own one-line explanation. */
@@ -55,7 +57,8 @@ export function parseReply(text, path, status) {
 
 /**
  * fetch `path` and parse its JSON reply; `body` (an object) is sent as JSON. Throws ApiError for an error
- * status, NetworkError when the server cannot be reached, and lets an AbortError through.
+ * status, NetworkError when the server cannot be reached, and lets an AbortError through. A 401 (the server
+ * wants its token) shows the sign-in dialog (web/js/auth.js) and sends the request again once signed in.
  * @param {string} path
  * @param {{method?: string, body?: object, signal?: AbortSignal}} options
  */
@@ -73,6 +76,10 @@ export async function requestJson(path, { method = "GET", body, signal } = {}) {
     throw new NetworkError(UNREACHABLE);
   }
   const text = await response.text();
+  if (needsSignIn(response.status, path)) {
+    await signIn(errorFromBody(text, response.status).message);
+    return requestJson(path, { method, body, signal });
+  }
   if (!response.ok) throw errorFromBody(text, response.status, response.statusText);
   return parseReply(text, path, response.status);
 }

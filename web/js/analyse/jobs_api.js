@@ -2,6 +2,7 @@
 // ApiError / NetworkError (web/js/api.js), so the page shows the server's own words.
 
 import { errorFromBody, NetworkError, parseReply, requestJson } from "../api.js";
+import { ensureSession, needsSignIn, signIn } from "../auth.js";
 
 const jobPath = (id) => `/api/jobs/${encodeURIComponent(id)}`;
 
@@ -37,7 +38,8 @@ export function createUrlJob(url, options, signal) {
  * @param {Record<string, string>} fields option fields, already as text
  * @param {{onProgress?: (fraction: number) => void, signal?: AbortSignal}} hooks
  */
-export function uploadJob(file, fields, { onProgress, signal } = {}) {
+export async function uploadJob(file, fields, { onProgress, signal } = {}) {
+  await ensureSession(); // sign in before sending a large file, not after it was refused
   const form = new FormData();
   for (const [name, value] of Object.entries(fields)) form.append(name, value);
   form.append("video", file, file.name);
@@ -48,6 +50,11 @@ export function uploadJob(file, fields, { onProgress, signal } = {}) {
       if (event.lengthComputable && event.total > 0) onProgress?.(event.loaded / event.total);
     });
     xhr.addEventListener("load", () => {
+      if (needsSignIn(xhr.status)) { // the session ended meanwhile (a new token): sign in, send again
+        signIn(errorFromBody(xhr.responseText, xhr.status).message)
+          .then(() => uploadJob(file, fields, { onProgress, signal })).then(resolve, reject);
+        return;
+      }
       if (xhr.status < 200 || xhr.status >= 300) {
         reject(errorFromBody(xhr.responseText, xhr.status, xhr.statusText));
         return;

@@ -2,6 +2,7 @@
 // GET /api/jobs/{id} once a second when the websocket cannot be opened or drops before the job ends.
 
 import { socketUrl } from "../api.js";
+import { ensureSession } from "../auth.js";
 import { getJob } from "./jobs_api.js";
 
 export const FINAL_STATES = new Set(["done", "failed", "cancelled"]);
@@ -28,6 +29,12 @@ export class JobWatcher {
   }
 
   start() {
+    // A websocket refused for want of the token cannot say so: sign in first (at once when not needed).
+    ensureSession().then(() => this.open(), () => this.poll());
+  }
+
+  open() {
+    if (this.stopped) return;
     try {
       this.socket = new WebSocket(socketUrl(this.wsPath));
     } catch {

@@ -3,6 +3,7 @@
 // try the socket again now and then (a restarted server or a proxy that cut it).
 
 import { socketUrl } from "../api.js";
+import { ensureSession } from "../auth.js";
 import { listStreams } from "./streams_api.js";
 
 const POLL_MS = 1000;
@@ -45,6 +46,12 @@ export class StreamsFeed {
   }
 
   openSocket() {
+    if (this.stopped || this.socket) return;
+    // A websocket refused for want of the token cannot say so: sign in first (at once when not needed).
+    ensureSession().then(() => this.openSocketNow(), () => this.poll());
+  }
+
+  openSocketNow() {
     if (this.stopped || this.socket) return;
     let socket;
     try {
