@@ -85,7 +85,7 @@ async def _jobs_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        await jobs.aclose()  # running jobs go back to the queue for the next start
+        await jobs.aclose()  # running jobs are marked failed ("interrupted: …"); queued ones stay queued
 
 
 async def _streams_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -272,6 +272,8 @@ class EventStore(DatabaseThread):
         try:
             with os.fdopen(fd, "wb") as out:
                 out.write(data)
+                out.flush()
+                os.fsync(out.fileno())  # on disk before the row that names it is committed
             publish_file(tmp, self.snapshot_path(event_id))
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -29,8 +29,10 @@ from .sqlite_db import DatabaseThread, open_database
 JobState = Literal["queued", "running", "done", "failed", "cancelled"]
 FINAL_STATES: frozenset[str] = frozenset({"done", "failed", "cancelled"})
 SCHEMA_VERSION = 1
-INTERRUPTED = ("the server stopped unexpectedly while this job was running; its files were removed, submit it "
-               "again")
+INTERRUPTED = ("interrupted: the server stopped unexpectedly while this job was running; its files were removed, "
+               "submit it again")
+STOPPED = ("interrupted: the server was stopped while this job was running; its files were removed, submit it "
+           "again")
 
 
 @dataclass(frozen=True)
@@ -126,7 +128,8 @@ class JobStore(DatabaseThread):
         """Open (or create) the database; returns the jobs that were queued when the server last stopped.
 
         Jobs still marked ``running`` were cut off by a crash: they are marked failed with a reason, and
-        their files removed (as for any failed job)."""
+        their files removed (as for any failed job). Job folders no row names (a crash during an upload, or
+        between a folder's removal and its row's) are removed too."""
         return await self._call(self._open)
 
     def _open(self) -> list[JobRecord]:
@@ -146,6 +149,13 @@ class JobStore(DatabaseThread):
         for record in crashed:
             shutil.rmtree(self.job_dir(record.id), ignore_errors=True)
             self._put(replace(record, state="failed", error=INTERRUPTED, finished=time.time(), artifacts={}))
+        known = {row[0] for row in db.execute("SELECT id FROM jobs")}
+        for folder in self.jobs_dir.iterdir():
+            if folder.name not in known:
+                if folder.is_dir():
+                    shutil.rmtree(folder, ignore_errors=True)
+                else:
+                    folder.unlink(missing_ok=True)
         return [_record(r) for r in db.execute("SELECT * FROM jobs WHERE state = 'queued' ORDER BY created")]
 
     async def aclose(self) -> None:
@@ -185,19 +195,3 @@ class JobStore(DatabaseThread):
 
     async def remove_files(self, job_id: str) -> None:
         await self._call(shutil.rmtree, self.job_dir(job_id), True)
-
-    def _remove_outputs(self, record: JobRecord) -> None:
-        """Everything in a job's folder but its upload: what a cut-off run may have half-written."""
-        folder = self.job_dir(record.id)
-        if not folder.is_dir():
-            return
-        keep = record.source.ref if record.source.kind == "upload" else None
-        for path in folder.iterdir():
-            if path.name != keep:
-                if path.is_dir():
-                    shutil.rmtree(path, ignore_errors=True)
-                else:
-                    path.unlink(missing_ok=True)
-
-    async def remove_outputs(self, record: JobRecord) -> None:
-        await self._call(self._remove_outputs, record)

@@ -7,9 +7,11 @@ The queue's policy is ``reject``: past ``max_queued_jobs`` waiting jobs, ``submi
 rather than letting a backlog grow without bound.
 
 A job's states are persisted (``JobStore``); its progress is in memory and watchers get the latest snapshot
-(policy: conflate — a slow watcher skips intermediate progress, never the final state). On a clean stop,
-running jobs go back to ``queued`` and run again at the next start; a crash leaves them ``running``, which the
-store marks failed when it opens.
+(policy: conflate — a slow watcher skips intermediate progress, never the final state). A job running when the
+server stops is failed with the reason (``interrupted: …``), its files removed, whether the stop is clean (the
+runner records it on the way out) or a crash (it is left ``running``, which the store marks failed when it
+opens): one outcome either way, and a job that made the server stop is never run again by itself. Queued jobs
+stay queued and run after the restart.
 """
 
 from __future__ import annotations
@@ -30,16 +32,18 @@ from har_stream.errors import HarStreamError, InputError, OverloadedError
 from har_stream.export import write_csv, write_json
 from har_stream.logs import log_context
 from har_stream.fallback import ClipFallback
+from har_stream.fileutil import sync_files
 from har_stream.pipeline import StreamSettings
 from har_stream.sources import ResolvedMedia, is_direct_media_url, resolve_url
 from har_stream.types import AnalysisResult, ModelRef
 
 from .config import ServerConfig
 from .errors import NotFoundError, NotReadyError
-from .job_store import JobOptions, JobRecord, JobSource, JobStore
+from .job_store import STOPPED, JobOptions, JobRecord, JobSource, JobStore
 from .models_service import ModelService
-from .uploads import probe
-from .url_guard import check_public_url, redact
+from .fetch_proxy import GuardProxy, guarded
+from .uploads import InputLimits, probe, probe_url
+from .url_guard import AddressPolicy, PrivateAddressError, check_url, parse_allowed_hosts, redact
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +87,9 @@ class JobManager:
         self._changed: dict[str, asyncio.Event] = {}
         self._runners: list[asyncio.Task[None]] = []
         self.finished: Counter[str] = Counter()  # jobs ended since start, by final state (the /metrics counters)
+        self._timed_out: set[str] = set()  # running jobs stopped for passing max_job_s
+        self.url_policy = AddressPolicy.for_jobs(config.allow_private_urls, parse_allowed_hosts(config.allow_hosts))
+        self.limits = InputLimits(config.max_input_duration_s, config.max_input_side)
         self._closing = False
 
     # -- lifecycle ----------------------------------------------------------------------------------------
@@ -98,7 +105,7 @@ class JobManager:
                          for n in range(self.config.job_concurrency)]
 
     async def aclose(self) -> None:
-        """Stop the runners: running jobs are cut off and go back to ``queued`` for the next start."""
+        """Stop the runners: running jobs are cut off and recorded as failed (``STOPPED``); queued ones stay."""
         self._closing = True
         for task in self._runners:
             task.cancel()
@@ -148,7 +155,8 @@ class JobManager:
                 self.release_event(job_id)
                 return record
             if self._closing and job_id not in self._cancel_requested:
-                raise NotReadyError("the server is stopping; the job will run again when it restarts")
+                raise NotReadyError("the server is stopping; the job is cut off (failed), submit it again when "
+                                    "the server is back")
             try:
                 await asyncio.wait_for(event.wait(), 1.0)
             except TimeoutError:
@@ -234,8 +242,12 @@ class JobManager:
             self._running[job_id] = task
             stopping = False
             try:
-                await asyncio.wait({task})
-            except asyncio.CancelledError:  # the server stops: cut the job off (it runs again next time)
+                await asyncio.wait({task}, timeout=self.config.max_job_s)
+                if not task.done():  # over the run-time limit: stop it; _settle records why
+                    self._timed_out.add(job_id)
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
+            except asyncio.CancelledError:  # the server stops: cut the job off (recorded as failed)
                 stopping = True
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
@@ -258,22 +270,34 @@ class JobManager:
         self._notify(record.id)
         await self.store.put(record)
         log.info("job %s running", record.id)
-        return await self._run(record, progress)
+        if record.source.kind != "url":
+            return await self._run(record, progress, None)
+        async with guarded(self.url_policy, f"job {record.id}") as proxy:  # every hop of the fetch is checked
+            try:
+                return await self._run(record, progress, proxy)
+            except HarStreamError as err:
+                refusal = proxy.last_refusal() if proxy is not None else None
+                if refusal is None:
+                    raise
+                raise PrivateAddressError(refusal.message()) from err  # the real reason, not FFmpeg's "403"
 
     async def _settle(self, queued: JobRecord, task: asyncio.Task[tuple[AnalysisResult, dict[str, str]]],
                       stopping: bool) -> None:
         """Record how a job's task ended: done, failed (files removed), cancelled by its user (files removed),
-        or cut off by a clean stop (back to queued, its upload kept, to run again at the next start)."""
+        or cut off by a stop of the server (failed with ``STOPPED``, files removed, as after a crash)."""
         job_id = queued.id
         record = self._active.get(job_id, queued)
         if task.cancelled():
-            if job_id in self._cancel_requested or not stopping:
-                await self.store.remove_files(job_id)
+            await self.store.remove_files(job_id)
+            if job_id in self._timed_out and job_id not in self._cancel_requested:
+                await self._finish(replace(record, artifacts={}), "failed",
+                                   f"stopped after {self.config.max_job_s:g} s: a job may run at most that long "
+                                   "(max_job_s, --max-job-seconds); cut the video or ask the operator to raise it")
+            elif job_id in self._cancel_requested or not stopping:
                 await self._finish(record, "cancelled", "cancelled while running; its files were removed")
             else:
-                await self.store.remove_outputs(record)
-                await self.store.put(replace(queued, state="queued", started=None))
-                self._forget(job_id)
+                await self._finish(replace(record, artifacts={}), "failed", STOPPED)
+                log.warning("job %s was running when the server stopped: marked failed", job_id)
             return
         err = task.exception()
         if err is None:
@@ -291,6 +315,7 @@ class JobManager:
 
     def _forget(self, job_id: str) -> None:
         self._active.pop(job_id, None)
+        self._timed_out.discard(job_id)
         self._progress.pop(job_id, None)
         self._cancel_requested.discard(job_id)
         self._notify(job_id)
@@ -314,13 +339,16 @@ class JobManager:
         if event is not None:
             event.set()
 
-    async def _run(self, record: JobRecord, progress: JobProgress) -> tuple[AnalysisResult, dict[str, str]]:
+    async def _run(self, record: JobRecord, progress: JobProgress, proxy: GuardProxy | None
+                   ) -> tuple[AnalysisResult, dict[str, str]]:
         """Analyse, then write the result files, a browser-playable copy when needed, and the annotated video."""
         folder = self.store.job_dir(record.id)
         folder.mkdir(parents=True, exist_ok=True)
         options = record.options
         upload = folder / record.source.ref if record.source.kind == "upload" else None
         playable = await asyncio.to_thread(probe, upload) if upload is not None else None
+        if playable is not None:
+            self.limits.check(playable, record.source.name)  # the limits may have changed since it was queued
         phases = ["analysing"] + ([] if playable is not None and playable.browser_playable else ["transcoding"])
         if record.source.kind == "url":
             phases.insert(0, "resolving")
@@ -345,7 +373,10 @@ class JobManager:
         media: ResolvedMedia | None = None
         if record.source.kind == "url":
             enter("resolving")
-            media = await asyncio.to_thread(self._vet_and_resolve, record.source.ref)
+            media = await asyncio.to_thread(self._vet_and_resolve, record.source.ref, proxy)
+            found = await asyncio.to_thread(probe_url, media.url, media.ffmpeg_options())
+            if found is not None:
+                self.limits.check(found, record.source.name)
         def waiting() -> None:  # the model is still loading, after a restart say
             progress.phase = "waiting"
             self._notify(record.id)
@@ -392,17 +423,19 @@ class JobManager:
             await _blocking(lambda on: write_annotated_video(local, folder / ANNOTATED, result.segments,
                                                              result.timeline, progress=on), report)
             artifacts["annotated"] = ANNOTATED
+        await asyncio.to_thread(sync_files, [folder / name for name in artifacts.values()])  # before "done"
         progress.fraction = 1.0
         return result, artifacts
 
-    def _vet_and_resolve(self, url: str) -> ResolvedMedia:
-        """Check the URL, resolve a page with yt-dlp, check where the media really is (blocking)."""
-        allow = self.config.allow_private_urls
-        check_public_url(url, allow_private=allow)
+    def _vet_and_resolve(self, url: str, proxy: GuardProxy | None) -> ResolvedMedia:
+        """Check the URL, resolve a page with yt-dlp, check where the media really is (blocking). With a
+        ``proxy``, every request of yt-dlp and FFmpeg goes through it, redirects and HLS segments included."""
+        check_url(url, self.url_policy)
+        options = proxy.ffmpeg_options() if proxy is not None else {}
         if is_direct_media_url(url):
-            return ResolvedMedia(url=url, title=None)
-        media = resolve_url(url)
-        check_public_url(media.url, allow_private=allow)
+            return ResolvedMedia(url=url, title=None, options=options)
+        media = resolve_url(url, proxy=proxy.url if proxy is not None else None, options=options)
+        check_url(media.url, self.url_policy)
         if media.is_live:
             raise InputError(f"{redact(url)} is a live stream, which never ends; an analysis job needs a video "
                              "with an end (cut a recording, or watch the stream live)")

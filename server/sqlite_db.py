@@ -20,8 +20,9 @@ T = TypeVar("T")
 
 
 def open_database(path: Path, schema_version: int, schema: Sequence[str]) -> sqlite3.Connection:
-    """Connect (autocommit, usable from the owner's one thread), switch to WAL, refuse a newer schema, run the
-    ``CREATE … IF NOT EXISTS`` statements in ``schema`` and record the version."""
+    """Connect (autocommit, usable from the owner's one thread), switch to WAL with ``synchronous=FULL`` (each
+    commit is fsynced before it returns, so a kill or a power cut after a write keeps it), refuse a newer
+    schema, run the ``CREATE … IF NOT EXISTS`` statements in ``schema`` and record the version."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -31,6 +32,7 @@ def open_database(path: Path, schema_version: int, schema: Sequence[str]) -> sql
     db.row_factory = sqlite3.Row
     try:
         db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")  # every commit reaches the disk: a finished job is never lost
         version = db.execute("PRAGMA user_version").fetchone()[0]
         if version > schema_version:
             raise ConfigError(f"{path} was written by a newer har-stream (schema {version}); upgrade, or point "

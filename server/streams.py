@@ -4,6 +4,13 @@ with action events and a video track for browsers.
 Why one owned task per camera: adding or removing a camera must never disturb the others, so each camera's
 whole life (model lease, source, pipeline, events, viewers) is one task that ends in one ``finally``. The
 ``StreamManager`` owns those tasks, admits at most ``max_streams``, and stops them all on shutdown.
+
+Cameras come from two places (``origin``): the config file (``config``), watched at every start, and
+``POST /api/streams`` (``api``), kept in the ``CameraStore`` and watched again after a restart until deleted.
+A stored camera whose name a config camera now has is dropped from the store at start (the config file wins;
+logged). Removing a camera answers at once: its name leaves the list, and its teardown (which waits for a
+decode thread stuck in a network read, up to the source's join timeout) runs in an owned task; until that
+task ends the name is refused with 409, so two cameras of one name never overlap.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -27,7 +34,9 @@ from har_stream.sources.reconnecting import ReconnectingSource, ReconnectPolicy,
 from har_stream.sources.tap import TapSource
 from har_stream.types import DecodedFrame, LabelEvent
 
+from .camera_guard import CameraGuard, camera_policy, check_camera_url
 from .camera_spec import CameraSpec
+from .camera_store import CameraStore
 from .config import ServerConfig
 from .errors import NotFoundError, NotReadyError
 from .event_hub import EventHub
@@ -36,6 +45,8 @@ from .relay import CameraTrack, Viewers
 from .timestamps import iso_seconds
 
 log = logging.getLogger(__name__)
+
+Origin = Literal["config", "api"]
 
 
 class ConflictError(HarStreamError):
@@ -48,8 +59,9 @@ class Camera:
     """One watched stream. ``run()`` is its whole life; cancel the task to stop it."""
 
     def __init__(self, spec: CameraSpec, config: ServerConfig, models: ModelService, hub: EventHub,
-                 policy: ReconnectPolicy, on_change: Callable[[], None]) -> None:
+                 policy: ReconnectPolicy, on_change: Callable[[], None], origin: Origin = "api") -> None:
         self.spec = spec
+        self.origin = origin
         self.config = config
         self.models = models
         self.hub = hub
@@ -66,6 +78,7 @@ class Camera:
         self.error: str | None = None  # why the camera stopped, when not the source's own error
         self.waiting = True  # for its model
         self.created = time.time()
+        self.guard = CameraGuard(spec.url, camera_policy(config), spec.name)  # every hop checked (url_guard)
 
     # -- the camera's life -------------------------------------------------------------------------------
 
@@ -76,9 +89,11 @@ class Camera:
                                                               self.spec.custom_labels)
             self.waiting = False
             info = self.lease.worker.info
+            options, resolver = await self.guard.start()
             self.source = ReconnectingSource(
                 self.spec.url, name=self.spec.name, sample_fps=self.spec.fps or info.fps,
-                prepare=FramePreparer.for_model(info), policy=self.policy, on_status=self._on_status)
+                prepare=FramePreparer.for_model(info), policy=self.policy, on_status=self._on_status,
+                options=options, resolver=resolver)
             self.detector = ActionEventDetector(
                 self.spec.name, info.labels,
                 DetectorSettings.only(self.spec.label_filter or None,
@@ -108,6 +123,7 @@ class Camera:
                 self._emit(event)
         if self.source is not None:
             await self.source.aclose()
+        await self.guard.aclose()
         self.track.stop()
         self.pipeline = None
         if self.lease is not None:
@@ -160,8 +176,10 @@ class Camera:
         video = status.info if status is not None else None
         return {
             **self.spec.to_json(),
+            "origin": self.origin,
             "state": state,
-            "error": self.error or (status.error if status else None),
+            "error": self.error or (self.guard.refusal() if state != "live" else None)
+            or (status.error if status else None),
             "reconnects": status.reconnects if status else 0,
             "attempt": status.attempt if status else 0,
             "retry_in": status.retry_in if status else None,
@@ -185,8 +203,9 @@ class StreamManager:
     before they stop."""
 
     def __init__(self, config: ServerConfig, models: ModelService, hub: EventHub,
-                 policy: ReconnectPolicy | None = None) -> None:
+                 policy: ReconnectPolicy | None = None, store: CameraStore | None = None) -> None:
         self.config = config
+        self.store = store or CameraStore(config.data_path)
         self.models = models
         self.hub = hub
         self.policy = policy or ReconnectPolicy(
@@ -196,14 +215,33 @@ class StreamManager:
         self.viewers = Viewers(config.max_viewers, config.ice_servers)
         self._cameras: dict[str, Camera] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._teardowns: dict[str, asyncio.Task[None]] = {}  # removed cameras still stopping, by name
         self._changed = asyncio.Event()
         self._closing = False
 
     async def start(self) -> None:
+        """Open the store (a bad --data-dir fails the start), then watch the config file's cameras and the
+        stored ones."""
+        stored = await self.store.open()
         for spec in self.config.cameras:
-            self._launch(spec)
+            self._launch(spec, "config")
         if self.config.cameras:
             log.info("watching %d camera(s) from the config file", len(self.config.cameras))
+        resumed = 0
+        for camera in stored:
+            spec = camera.spec
+            if spec.name in self._cameras:
+                await self.store.delete(spec.name)
+                log.warning("stored camera %s (%s) was dropped: the config file now has a camera of that name",
+                            spec.name, spec.safe_url)
+            elif len(self._cameras) >= self.config.max_streams:
+                log.warning("stored camera %s is not watched: max_streams (%d) cameras already are; raise the "
+                            "limit or DELETE /api/streams/%s", spec.name, self.config.max_streams, spec.name)
+            else:
+                self._launch(spec, "api")
+                resumed += 1
+        if resumed:
+            log.info("watching %d camera(s) added through the API before the restart", resumed)
 
     async def aclose(self) -> None:
         self._closing = True
@@ -211,15 +249,18 @@ class StreamManager:
         tasks = tuple(self._tasks.values())
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, *self._teardowns.values(), return_exceptions=True)
         self._tasks.clear()
+        self._teardowns.clear()
         self._cameras.clear()
+        await self.store.aclose()
         self._notify()
 
     # -- commands -----------------------------------------------------------------------------------------
 
     async def add(self, spec: CameraSpec) -> Camera:
         self._check_room(spec.name)
+        await check_camera_url(spec.url, camera_policy(self.config))  # 400: link-local, unspecified, multicast
         lease = await self.models.acquire(spec.model, spec.labels, spec.custom_labels)  # 400/503 now, not later
         try:
             labels = lease.worker.info.labels
@@ -232,23 +273,51 @@ class StreamManager:
         self._check_room(spec.name)  # again: others may have been added while the model was checked
         if spec.model is None and spec.labels is None and spec.custom_labels is None:
             spec = replace(spec, model=lease.model)  # the default now, even if the default changes later
-        camera = self._launch(spec)
+        camera = self._launch(spec, "api")  # takes the name before the await below
+        try:
+            await self.store.put(spec)
+        except BaseException:
+            if self._cameras.get(spec.name) is camera:
+                self._detach(spec.name)
+            raise
         log.info("camera %s added: %s", spec.name, spec.safe_url)
         return camera
 
     async def remove(self, name: str) -> None:
-        self.get(name)
-        self._cameras.pop(name)  # at once: a second DELETE while this one waits is a 404, not a race
+        """Stop watching ``name`` and forget it for good (an API camera; a config camera comes back at the next
+        start). Returns once it is off the list and out of the store; its teardown goes on in the background."""
+        if name not in self._cameras:
+            if name not in self._teardowns and await self.store.delete(name):  # stored, not watched
+                log.info("stored camera %s removed", name)
+                return
+            self.get(name)  # 404
+        self._detach(name)
+        await self.store.delete(name)
+        log.info("camera %s removed (stopping in the background)", name)
+
+    def _detach(self, name: str) -> None:
+        """Off the list now (a second DELETE is a 404, not a race); its task ends in an owned teardown."""
+        self._cameras.pop(name)
         task = self._tasks.pop(name)
+        self._teardowns[name] = asyncio.get_running_loop().create_task(self._teardown(name, task),
+                                                                       name=f"camera-{name}-teardown")
         self._notify()
-        await self.viewers.close_camera(name)
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        log.info("camera %s removed", name)
+
+    async def _teardown(self, name: str, task: asyncio.Task[None]) -> None:
+        try:
+            await self.viewers.close_camera(name)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            log.info("camera %s stopped", name)
+        finally:
+            self._teardowns.pop(name, None)
 
     def _check_room(self, name: str) -> None:
         if self._closing:
             raise NotReadyError("the server is stopping; add the camera again when it is back")
+        if name in self._teardowns:
+            raise ConflictError(f"camera {name!r} was removed and is still stopping (its stream is closing); "
+                                "add it again in a few seconds")
         if name in self._cameras:
             raise ConflictError(f"a camera named {name!r} is already watched; remove it first or pick another "
                                 "name")
@@ -280,8 +349,8 @@ class StreamManager:
 
     # -- internals ----------------------------------------------------------------------------------------
 
-    def _launch(self, spec: CameraSpec) -> Camera:
-        camera = Camera(spec, self.config, self.models, self.hub, self.policy, self._notify)
+    def _launch(self, spec: CameraSpec, origin: Origin) -> Camera:
+        camera = Camera(spec, self.config, self.models, self.hub, self.policy, self._notify, origin)
         self._cameras[spec.name] = camera
         self._tasks[spec.name] = asyncio.get_running_loop().create_task(camera.run(), name=f"camera-{spec.name}")
         self._notify()

@@ -38,9 +38,11 @@ async def get_stream(request: web.Request) -> web.Response:
 
 
 async def delete_stream(request: web.Request) -> web.Response:
+    """202 at once: the camera is off the list and forgotten; its stream closes in the background (a camera
+    stuck in a network read takes seconds), and its name is refused with 409 until it has."""
     name = request.match_info["name"]
     await request.app[STREAMS].remove(name)
-    return web.json_response({"deleted": name})
+    return web.json_response({"deleted": name}, status=202)
 
 
 async def viewer(request: web.Request) -> web.Response:

@@ -182,7 +182,7 @@ async def test_a_finished_job_survives_a_restart_and_an_interrupted_one_is_faile
         assert not (store.job_dir("0123456789ab") / ".annotated.x.part.mp4").exists()
 
 
-async def test_a_job_running_at_a_clean_stop_runs_again_after_the_restart(
+async def test_a_job_running_at_a_clean_stop_is_failed_with_its_reason_and_a_queued_one_runs_after_the_restart(
         tiny_checkpoint: Path, tmp_path: Path) -> None:
     long_clip = write_motion_clip(tmp_path / "long.mp4", CHANGE_SCRIPT * 12, seed=3, speed=0.4, start=(0.75, 0.3))
     config = jobs_config(tiny_checkpoint, tmp_path)
@@ -192,11 +192,12 @@ async def test_a_job_running_at_a_clean_stop_runs_again_after_the_restart(
         async with client.ws_connect(f"/api/jobs/{job['id']}/ws") as ws:
             while (await ws.receive_json(timeout=60))["state"] != "running":
                 pass
-    # stopped mid-job: nothing half-written stays, the upload does
-    assert job_files(config) == sorted([f"{job['id']}/input.mp4", f"{waiting['id']}/input.mp4"])
+    # stopped mid-job: the running job is failed and its files are gone; the queued job keeps its upload
+    assert job_files(config) == [f"{waiting['id']}/input.mp4"]
 
     async with jobs_client(config) as client:
-        for queued in (job, waiting):
-            again = await finished(client, queued["id"])
-            assert again["state"] == "done", again["error"]
-            assert again["result"]["duration"] == pytest.approx(38.4, abs=0.1)
+        cut = await (await client.get(f"/api/jobs/{job['id']}")).json()
+        assert cut["state"] == "failed" and cut["error"].startswith("interrupted: the server was stopped")
+        again = await finished(client, waiting["id"])
+        assert again["state"] == "done", again["error"]
+        assert again["result"]["duration"] == pytest.approx(38.4, abs=0.1)

@@ -122,7 +122,7 @@ async def test_a_camera_goes_live_is_labelled_survives_a_drop_and_its_events_rea
             assert phases()[0] == "start" and phases()[-1] == "end"
 
             async with server.session.delete(server.url + "/api/streams/porch") as response:
-                assert response.status == 200 and await response.json() == {"deleted": "porch"}
+                assert response.status == 202 and await response.json() == {"deleted": "porch"}
             assert (await server.get("/api/streams"))[1]["streams"] == []
 
 
@@ -146,7 +146,7 @@ async def test_four_streams_at_once_and_removing_one_leaves_the_others(
                 assert seen and all(label == STILL for _, label in seen), (name, seen)
 
             async with server.session.delete(server.url + "/api/streams/rtsp-b") as response:
-                assert response.status == 200
+                assert response.status == 202
             assert await wait_until(lambda: not [t for t in threading.enumerate() if "rtsp-b" in t.name], 10), \
                 [t.name for t in threading.enumerate()]
             listing = (await server.get("/api/streams"))[1]["streams"]
