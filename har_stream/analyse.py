@@ -16,7 +16,6 @@ import numpy as np
 from .errors import InputError
 from .fallback import ClipFallback
 from .pipeline import StreamPipeline, StreamSettings
-from .preprocess import FramePreparer
 from .smoother import build_timeline
 from .sources import ResolvedMedia, open_source
 from .types import AnalysisResult, LabelEvent, ModelRef, Segment
@@ -78,7 +77,7 @@ async def analyse(spec: str, worker: ModelWorker, *, settings: StreamSettings = 
     ``resolver`` turns an http(s) URL into media instead of the default (yt-dlp for pages)."""
     info_model = worker.info
     sample_fps = settings.fps or info_model.fps
-    source = open_source(spec, sample_fps=sample_fps, prepare=FramePreparer.for_model(info_model),
+    source = open_source(spec, sample_fps=sample_fps, prepare=worker.preparer(),
                          policy="block", resolver=resolver)
     collector = SegmentCollector()
     started = time.monotonic()

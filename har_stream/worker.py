@@ -2,11 +2,16 @@
 
 Every stream of the model shares the worker's two batchers — one for per-frame ``encode``, one for
 per-window ``classify`` — so N streams cost batched calls, not N times the calls.
+
+On CUDA the worker also resizes frames on the card (``device_prepare.py``: sources get ``worker.preparer()``,
+which leaves the resize to the worker), and runs a model that owns a CUDA stream (CLIP) on that stream, so its
+kernels overlap the primary model's instead of queueing behind them on the default stream.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -16,12 +21,14 @@ import numpy as np
 import torch
 
 from .batcher import DynamicBatcher
+from .device_prepare import DeviceResize, NativeFrame, SplitPreparer, check_prepare_on, prepares_on_device
 from .errors import ConfigError
 from .latency import LatencyHistogram
 from .models.base import VideoModel
 from .precision import resolve_precision
+from .preprocess import FramePreparer
 
-Prepare = Callable[[av.VideoFrame], np.ndarray]
+Prepare = Callable[[av.VideoFrame], np.ndarray | NativeFrame]
 
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -33,11 +40,13 @@ class BatchSettings:
     max_wait_ms: float = 5.0
     queue_size: int = 256
     precision: str = "fp32"  # autocast dtype for inference; "auto": see precision.py (measured per model)
+    prepare_on: str = "auto"  # where frames are resized: auto = on the GPU when the model runs on CUDA (see above)
     stall_s: float | None = None  # the inference watchdog's bound (batcher.py); None: no watchdog
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)} (got {self.precision!r})")
+        check_prepare_on(self.prepare_on)
         if self.stall_s is not None and not self.stall_s > 0:
             raise ConfigError(f"inference_stall_s must be positive (got {self.stall_s})")
 
@@ -66,6 +75,11 @@ def warm_up(model: VideoModel, precision: str) -> None:
         model.classify(model.encode(frames).unsqueeze(0))
 
 
+def _same_geometry(prepare: FramePreparer, model: VideoModel) -> bool:
+    info = model.info
+    return (prepare.resize, prepare.crop, prepare.resampling) == (info.resize, tuple(info.crop), info.resampling)
+
+
 class ModelWorker:
     """Async face of a ``VideoModel``. Start with ``async with`` (or ``start``/``aclose``)."""
 
@@ -81,6 +95,10 @@ class ModelWorker:
         self._pin = model.device.type == "cuda"  # uint8 frames go up from pinned memory, without blocking
         if self._pin:
             torch.backends.cudnn.benchmark = True  # batch shapes repeat: let cuDNN pick its fastest kernels
+        self.prepares_on_device = prepares_on_device(settings.prepare_on, model.info, model.device)
+        self._device_resize = DeviceResize.for_model(model.info) if self.prepares_on_device else None
+        if self.prepares_on_device and isinstance(prepare, FramePreparer) and _same_geometry(prepare, model):
+            self.prepare = SplitPreparer.for_model(model.info)  # frames handed over undecoded (CLIP's) are resized here too
         self._owns_executor = executor is None
         self.executor = executor or ThreadPoolExecutor(max_workers=1,
                                                        thread_name_prefix=f"har-infer-{model.info.name}")
@@ -103,19 +121,37 @@ class ModelWorker:
         return torch.autocast(self.model.device.type, dtype=self._dtype or torch.float32,
                               enabled=self._dtype is not None)
 
-    def _encode_batch(self, items: list[np.ndarray | av.VideoFrame]) -> Sequence[torch.Tensor]:
-        images = [self.prepare(x) if isinstance(x, av.VideoFrame) else x for x in items]
-        batch = torch.from_numpy(np.stack(images))
-        if self._pin:
-            batch = batch.pin_memory()  # normalise() copies it to the device with non_blocking=True
-        with self._autocast():
-            return self.model.encode(batch).unbind(0)
+    def _stream(self) -> contextlib.AbstractContextManager[object]:
+        """The model's own CUDA stream when it has one (``cuda_stream()``: CLIP's), else nothing changes. A whole
+        batch runs on it, upload and readback included, so no tensor crosses streams."""
+        own = getattr(self.model, "cuda_stream", None)
+        return own() if own is not None else contextlib.nullcontext()
+
+    def _encode_batch(self, items: list[np.ndarray | NativeFrame | av.VideoFrame]) -> Sequence[torch.Tensor]:
+        images = [self.prepare(x) if isinstance(x, av.VideoFrame) else x for x in items]  # type: ignore[misc]
+        with self._stream():
+            if self._device_resize is not None:  # NativeFrames resized here; crops made on a CPU just go up
+                batch = self._device_resize(images, self.model.device)
+            else:
+                batch = torch.from_numpy(np.stack(images))  # type: ignore[arg-type]
+                if self._pin:
+                    batch = batch.pin_memory()  # normalise() copies it to the device with non_blocking=True
+            with self._autocast():
+                return self.model.encode(batch).unbind(0)
 
     def _classify_batch(self, windows: list[Sequence[torch.Tensor]]) -> Sequence[np.ndarray]:
-        stacked = torch.stack([torch.stack(tuple(w)) for w in windows])
-        with self._autocast():
-            logits = self.model.classify(stacked)
-        return list(torch.softmax(logits.float(), dim=-1).cpu().numpy())
+        with self._stream():
+            stacked = torch.stack([torch.stack(tuple(w)) for w in windows])
+            with self._autocast():
+                logits = self.model.classify(stacked)
+            return list(torch.softmax(logits.float(), dim=-1).cpu().numpy())
+
+    def preparer(self) -> Prepare:
+        """A new decode-thread preparer for one source feeding this worker: the whole preparation on the CPU, or
+        only the RGB conversion when this worker resizes on the device. One per source (not thread-safe)."""
+        if self.prepares_on_device:
+            return SplitPreparer.for_model(self.info)
+        return FramePreparer.for_model(self.info)
 
     # -- async API ------------------------------------------------------------------------------------
     def start(self) -> None:

@@ -40,6 +40,15 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompt", default=DEFAULT_PROMPT, help="CLIP prompt template")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: auto")
     add_precision_options(p)
+    add_compile_option(p)
+
+
+def add_compile_option(p: argparse.ArgumentParser) -> None:
+    """``--compile`` (analyse, watch, bench offline/gpu; serve has its own, default from its config)."""
+    p.add_argument("--compile", action="store_true",
+                   help="run the model's heavy network through torch.compile (CUDA graphs on CUDA); falls back to "
+                        "eager with a logged reason when compiling fails. Only for models on --runtime torch "
+                        "(default: off)")
 
 
 def add_precision_options(p: argparse.ArgumentParser) -> None:
@@ -135,6 +144,17 @@ async def analyse_with(models: LoadedModels, spec: str, settings: StreamSettings
                                  progress=progress)
 
 
+def compiled_models(models: LoadedModels, enabled: bool) -> LoadedModels:
+    """``models`` with the primary's heavy network compiled when ``--compile`` asks (compiled.py)."""
+    if not enabled:
+        return models
+    from dataclasses import replace
+
+    from ..compiled import with_compile
+
+    return replace(models, primary=with_compile(models.primary, True))
+
+
 def run(args: argparse.Namespace) -> int:
     check_input(args.input)
     check_outputs(args)
@@ -145,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
 
     choice = ModelChoice(model=args.model, labels=args.labels, clip_threshold=args.clip_threshold,
                          clip_model=args.clip_model, prompt=args.prompt, device=args.device, runtime=args.runtime)
-    models = load_models(choice)
+    models = compiled_models(load_models(choice), args.compile)
     for notice in models.notices:
         print(f"har-stream: note: {notice}", file=sys.stderr)
     window = args.window if args.window is not None else models.primary.info.frames

@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .analyse import add_compile_option
+
 if TYPE_CHECKING:
     import torch
 
@@ -37,6 +39,13 @@ def report(args: argparse.Namespace, figures: object, device: object = None) -> 
         print(f"json:    {args.json}")
 
 
+def compile_figures(model: object) -> dict[str, object]:
+    """What ``--compile`` did, for the report: compiled or not, and why it fell back to eager if it did."""
+    guard = getattr(model, "compile_guard", None)
+    return {"compiled": guard is not None and guard.failure is None, "compile_mode": getattr(guard, "mode", None),
+            "compile_failure": getattr(guard, "failure", None)}
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="measure throughput and latency (prints figures and the machine)")
     bsub = p.add_subparsers(dest="bench", metavar="BENCH")
@@ -59,6 +68,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                      help="the engine's runtime (default: auto, what a user gets)")
     off.add_argument("--same-settings", action="store_true",
                      help="run the engine on PyTorch at fp32 too, so the ratio is the pipeline's alone")
+    add_compile_option(off)
     add_json_option(off)
     off.set_defaults(func=run_offline)
 
@@ -171,6 +181,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                      help="CPU only (default: auto)")
     gpu.add_argument("--max-batch", type=int, default=256, help="the batchers' largest batch (default: 256)")
     gpu.add_argument("--torch-threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    add_compile_option(gpu)
     add_json_option(gpu)
     gpu.set_defaults(func=run_gpu)
 
@@ -204,7 +215,9 @@ def run_offline(args: argparse.Namespace) -> int:
     from ..runtime import with_runtime
 
     runtime, precision = ("torch", "fp32") if args.same_settings else (args.runtime, args.precision)
-    engine_model = with_runtime(model, runtime)
+    from ..compiled import with_compile
+
+    engine_model = with_compile(with_runtime(model, runtime), args.compile)
     engine_precision = resolve_precision(engine_model, precision).precision
     naive, engine, video = run_offline_bench(model, args.video, window=args.window, stride=args.stride,
                                              sample_fps=fps, repeats=args.repeats, precision="fp32",
@@ -223,8 +236,10 @@ def run_offline(args: argparse.Namespace) -> int:
           "alternating runs)")
     print("  engine stages (s): " + ", ".join(f"{name} {seconds:.2f}" for name, seconds in engine.stage_s)
           + " (decode and prepare on the decode thread, encode and head on the inference thread, overlapping)")
+    if args.compile:
+        print(f"  compile: {compile_figures(engine_model)}")
     report(args, {"model": model.info.name, "engine_runtime": engine_runtime, "engine_precision": engine_precision,
-                  "naive": naive, "engine": engine, "ratio_engine_over_naive": engine.realtime / naive.realtime},
+                  **compile_figures(engine_model), "naive": naive, "engine": engine, "ratio_engine_over_naive": engine.realtime / naive.realtime},
            device)
     return 0
 
@@ -522,7 +537,9 @@ def run_gpu(args: argparse.Namespace) -> int:
         torch.backends.cudnn.benchmark = True
     model = _engine_model(args.model, device)
     flops = count_flops(model)
-    model = with_runtime(model, args.runtime) if device.type == "cpu" else model
+    from ..compiled import with_compile
+
+    model = with_compile(with_runtime(model, args.runtime) if device.type == "cpu" else model, args.compile)
     precision = resolve_precision(model, args.precision).precision
     batch = BatchSettings(max_batch=args.max_batch, max_wait_ms=5.0, queue_size=4 * args.max_batch,
                           precision=precision)
@@ -530,7 +547,8 @@ def run_gpu(args: argparse.Namespace) -> int:
     print(f"machine: {describe(device)}")
     print(f"model:   {model.info.name} ({model.info.family}, {model.info.frames} x {model.info.crop[0]}x"
           f"{model.info.crop[1]}), {getattr(model, 'runtime', 'torch')} at {precision}, stride {args.stride}, "
-          f"max batch {args.max_batch}; {flops[0] / 1e9:.2f} GFLOP a frame, {flops[1] / 1e9:.2f} GFLOP a window")
+          f"max batch {args.max_batch}; {flops[0] / 1e9:.2f} GFLOP a frame, {flops[1] / 1e9:.2f} GFLOP a window"
+          + (f"; torch.compile mode {model.compile_guard.mode}" if hasattr(model, "compile_guard") else ""))
     print(f"streams: prepared frames injected at {15:g} fps each (no decode, no network), {args.seconds:g} s measured "
           f"after {args.warmup:g} s")
     print("streams  labels  latency p50/p95/p99 ms  dropped  windows min/needed  busy enc/cls  batch enc/cls  "
@@ -557,7 +575,9 @@ def run_gpu(args: argparse.Namespace) -> int:
     print(f"largest number of streams sustained in real time: {best if best else 'none'}")
     print(f"decode:  one thread decodes 640x480 H.264 at {fps:.0f} frames/s = {fps / 15:.0f} streams at 15 fps; "
           f"this machine's {os.cpu_count()} logical cores cap real decoding near {fps / 15 * (os.cpu_count() or 1):.0f}")
+    if args.compile:
+        print(f"compile: {compile_figures(model)}")
     report(args, {"model": model.info.name, "precision": precision, "runtime": getattr(model, "runtime", "torch"),
-                  "flops_per_frame": flops[0], "flops_per_window": flops[1], "bf16_peak_tflops": peak, "runs": runs,
+                  **compile_figures(model), "flops_per_frame": flops[0], "flops_per_window": flops[1], "bf16_peak_tflops": peak, "runs": runs,
                   "streams_sustained": best, "decode_fps_one_thread": fps}, device)
     return 0

@@ -23,7 +23,7 @@ import time
 from typing import TYPE_CHECKING, TextIO
 
 from ..errors import ConfigError
-from .analyse import add_model_options
+from .analyse import add_model_options, compiled_models
 
 if TYPE_CHECKING:
     import numpy as np
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
                          clip_model=args.clip_model, prompt=args.prompt, device=args.device, runtime=args.runtime)
     if not args.verbose:  # the status lines say it already; the log would repeat them on stderr
         logging.getLogger("har_stream.sources.reconnecting").setLevel(logging.ERROR)
-    models = load_models(choice)
+    models = compiled_models(load_models(choice), args.compile)
     for notice in models.notices:
         print(f"har-stream: note: {notice}", file=sys.stderr)
     settings = StreamSettings(window=args.window or models.primary.info.frames, stride=args.stride, fps=args.fps,
@@ -124,7 +124,7 @@ async def watch(url: str, models: LoadedModels, settings: StreamSettings, policy
                 fallback = ClipFallback(clip_worker, clip_threshold, cache_frames=4 * settings.window)
             source = await stack.enter_async_context(
                 ReconnectingSource(url, name=name, sample_fps=settings.fps or worker.info.fps,
-                                   prepare=FramePreparer.for_model(worker.info), policy=policy, options=options,
+                                   prepare=worker.preparer(), policy=policy, options=options,
                                    on_status=printer.status))
             pipeline = StreamPipeline(source.name, source, worker, settings, printer.label, fallback)
             running = asyncio.create_task(pipeline.run(), name="watch-pipeline")

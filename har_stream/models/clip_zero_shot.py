@@ -4,13 +4,18 @@
 label set and prompt, then cached; ``with_labels`` gives a ``VideoModel`` whose ``encode`` is the per-frame
 image embedding (the engine caches it per frame) and whose ``classify`` is the mean of a window's frame
 embeddings against the label prompts. Everything loads with ``local_files_only=True``: nothing is fetched.
+
+On CUDA the encoder owns a CUDA stream and runs all its work on it (``cuda_stream()``; the worker runs CLIP's
+whole batches under it), so CLIP's kernels overlap the primary model's, which run on the default stream, instead
+of queueing behind them. On a CPU there is no stream and nothing changes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -96,6 +101,25 @@ class ClipEncoder:
         text_cfg = self.model.config.text_config
         self._max_tokens = min(int(tokenizer.model_max_length), int(text_cfg.max_position_embeddings))
         self._text_cache: OrderedDict[tuple[tuple[str, ...], str], torch.Tensor] = OrderedDict()
+        self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+
+    def cuda_stream(self) -> contextlib.AbstractContextManager[object]:
+        """CLIP's own CUDA stream as the current one (a no-op context on a CPU), for a caller whose whole batch
+        runs on it, inputs made and outputs read there too (``ModelWorker``): nothing waits for other streams."""
+        return torch.cuda.stream(self.stream) if self.stream is not None else contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def _on_stream(self) -> Iterator[None]:
+        """CLIP's stream for one call from anywhere: entered from another stream, CLIP's first waits for the
+        caller's work (its inputs) and the caller then waits for CLIP's (its outputs), on the GPU."""
+        if self.stream is None or torch.cuda.current_stream(self.device) == self.stream:
+            yield
+            return
+        caller = torch.cuda.current_stream(self.device)
+        self.stream.wait_stream(caller)
+        with torch.cuda.stream(self.stream):
+            yield
+        caller.wait_stream(self.stream)
 
     def prompts(self, labels: Sequence[str]) -> list[str]:
         return [self.prompt.format(label=humanize(label)) for label in labels]
@@ -110,12 +134,15 @@ class ClipEncoder:
             return cached
         texts = self.prompts(key[0])
         chunks = []
-        for start in range(0, len(texts), TEXT_BATCH):
-            tokens = self.tokenizer(texts[start:start + TEXT_BATCH], padding=True, truncation=True,
-                                    max_length=self._max_tokens, return_tensors="pt").to(self.device)
-            chunks.append(_features(self.model.get_text_features(input_ids=tokens["input_ids"],
-                                                                 attention_mask=tokens["attention_mask"])))
-        embeddings = F.normalize(torch.cat(chunks).float(), dim=-1)
+        with self._on_stream():
+            for start in range(0, len(texts), TEXT_BATCH):
+                tokens = self.tokenizer(texts[start:start + TEXT_BATCH], padding=True, truncation=True,
+                                        max_length=self._max_tokens, return_tensors="pt").to(self.device)
+                chunks.append(_features(self.model.get_text_features(input_ids=tokens["input_ids"],
+                                                                     attention_mask=tokens["attention_mask"])))
+            embeddings = F.normalize(torch.cat(chunks).float(), dim=-1)
+            if self.stream is not None:
+                self.stream.synchronize()  # cached and read later from any stream: finished before it is shared
         self._text_cache[key] = embeddings
         while len(self._text_cache) > TEXT_CACHE_SETS:
             self._text_cache.popitem(last=False)
@@ -124,7 +151,14 @@ class ClipEncoder:
     @torch.inference_mode()
     def image_embeddings(self, pixels: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) normalised pixels → (N, D) L2-normalised image embeddings."""
-        return F.normalize(_features(self.model.get_image_features(pixel_values=pixels)).float(), dim=-1)
+        caller = torch.cuda.current_stream(self.device) if self.stream is not None else None
+        with self._on_stream():
+            if caller is not None and caller != self.stream:
+                pixels.record_stream(self.stream)  # made on the caller's stream, read on CLIP's
+            out = F.normalize(_features(self.model.get_image_features(pixel_values=pixels)).float(), dim=-1)
+        if caller is not None and caller != self.stream:
+            out.record_stream(caller)  # made on CLIP's stream, read on the caller's
+        return out
 
     def with_labels(self, labels: Sequence[str], label_set: str) -> ClipZeroShotModel:
         """A ``VideoModel`` over ``labels`` that shares this encoder (and its text cache)."""
@@ -140,6 +174,10 @@ class ClipZeroShotModel(VideoModel):
         self.encoder = encoder
         self.device = encoder.device
         self.info = replace(encoder.image_info, labels=tuple(labels), label_set=label_set)
+
+    def cuda_stream(self) -> contextlib.AbstractContextManager[object]:
+        """The encoder's own CUDA stream; ``ModelWorker`` runs this view's whole batches under it."""
+        return self.encoder.cuda_stream()
 
     @torch.inference_mode()
     def encode(self, frames: torch.Tensor) -> torch.Tensor:

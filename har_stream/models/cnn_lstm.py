@@ -7,8 +7,10 @@ self-describing: they embed the labels and the config, so ``--model my.pt`` is a
 
 from __future__ import annotations
 
+import copy
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -159,8 +161,9 @@ class CnnLstmModel(VideoModel):
         cfg = net.cfg
         self.net = net.eval().to(device)
         self.device = device
-        if cfg.encoder == "resnet18":
+        if cfg.encoder == "resnet18" or device.type == "cuda":  # the tiny encoder's 3 convs: only where cuDNN is
             self.net.encoder.to(memory_format=torch.channels_last)
+        self._encoder: Callable[[torch.Tensor], torch.Tensor] = self.net.encoder  # the heavy call; see with_heavy
         self.info = ModelInfo(
             name=name, family="cnn-lstm", labels=cfg.labels, frames=cfg.frames, fps=cfg.fps,
             resize=cfg.size, crop=cfg.size, mean=cfg.mean, std=cfg.std, label_set=cfg.label_set,
@@ -170,7 +173,13 @@ class CnnLstmModel(VideoModel):
     @torch.inference_mode()
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
         x = self.normalise(frames).contiguous(memory_format=torch.channels_last)
-        return self.net.encoder(x)
+        return self._encoder(x)
+
+    def with_heavy(self, run: Callable[[torch.Tensor], torch.Tensor]) -> CnnLstmModel:
+        """This model (same weights, same device) with its frame encoder called through ``run`` (e.g. compiled)."""
+        other = copy.copy(self)
+        other._encoder = run
+        return other
 
     @torch.inference_mode()
     def classify(self, windows: torch.Tensor) -> torch.Tensor:

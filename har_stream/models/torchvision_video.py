@@ -16,6 +16,7 @@ from a local file, so torchvision never downloads anything.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,9 @@ from .resampling import TORCHVISION_VIDEO
 class TorchvisionSpec:
     """One registry entry. ``channels_last_3d``: measured faster on CPU (the conv nets), slower for the
     transformers (2 vCPUs, batch 4, 16 frames: r3d-18 1.10 → 0.90 s/clip, r2plus1d-18 1.85 → 1.45 s/clip;
-    swin3d-t 2.4 → 5.1 s/clip, mvit-v2-s 7.4 → 7.8 s/clip; s3d ≈ equal to 2× faster, noisy)."""
+    swin3d-t 2.4 → 5.1 s/clip, mvit-v2-s 7.4 → 7.8 s/clip; s3d ≈ equal to 2× faster, noisy). The conv nets use
+    it on CUDA too, where cuDNN's channels-last 3D convolutions are its tensor-core kernels in fp16/bf16 (not yet
+    measured on a card: no GPU was lent)."""
 
     builder: Callable[..., nn.Module]
     weights: WeightsEnum
@@ -105,9 +108,15 @@ class TorchvisionVideoModel(VideoModel):
     def __init__(self, net: nn.Module, info: ModelInfo, device: torch.device, channels_last_3d: bool) -> None:
         self.info = info
         self.device = device
-        self._memory_format = (torch.channels_last_3d if channels_last_3d and device.type == "cpu"
-                               else torch.contiguous_format)
+        self._memory_format = memory_format(channels_last_3d)
         self.net = net.eval().to(device, memory_format=self._memory_format)
+        self._run: Callable[[torch.Tensor], torch.Tensor] = self.net  # the heavy call; see with_heavy
+
+    def with_heavy(self, run: Callable[[torch.Tensor], torch.Tensor]) -> TorchvisionVideoModel:
+        """This model (same weights, same device) with its network called through ``run`` (e.g. compiled)."""
+        other = copy.copy(self)
+        other._run = run
+        return other
 
     @torch.inference_mode()
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
@@ -116,7 +125,12 @@ class TorchvisionVideoModel(VideoModel):
     @torch.inference_mode()
     def classify(self, windows: torch.Tensor) -> torch.Tensor:
         clips = windows.to(self.device).permute(0, 2, 1, 3, 4)  # (B, T, 3, H, W) → (B, 3, T, H, W)
-        return self.net(clips.contiguous(memory_format=self._memory_format))
+        return self._run(clips.contiguous(memory_format=self._memory_format))
+
+
+def memory_format(channels_last_3d: bool) -> torch.memory_format:
+    """The weights' and clips' layout, on every device (see ``TorchvisionSpec``)."""
+    return torch.channels_last_3d if channels_last_3d else torch.contiguous_format
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
