@@ -6,14 +6,8 @@ only the pages, their static files, the sign-in routes and /healthz may answer w
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import signal
-import subprocess
-import sys
-import time
-import urllib.request
+import urllib.error
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +17,8 @@ import pytest
 
 from server.auth import SESSION_COOKIE, FailureLimiter
 from server.config import ServerConfig
-from tests.helpers.clips import REPO, run_cli
+from tests.helpers.clips import run_cli
+from tests.helpers.serve_cli import serve_cli
 from tests.helpers.webrtc_client import LiveServer, live_server
 
 TOKEN = "test-token-0123456789abcdef"
@@ -252,38 +247,31 @@ def test_serve_refuses_a_public_address_without_a_token(cli_env: dict[str, str])
     message = result.stderr.strip()
     assert message.startswith("har-stream: error: refusing to listen on 0.0.0.0 without a token")
     assert "--token" in message and "--insecure-no-auth" in message and "\n" not in message
-    env = {**cli_env, "HAR_STREAM_HOST": "::"}
-    result = run_cli("serve", "--port", "0", env=env, timeout=60)
-    assert result.returncode == 2 and "refusing to listen on ::" in result.stderr
+
+
+
+def test_which_addresses_need_a_token() -> None:
+    from har_stream.errors import ConfigError
+    from server.auth import check_exposure
+    from server.config import load_config
+
+    for host in ("127.0.0.1", "127.3.4.5", "::1", "localhost"):
+        check_exposure(load_config({"host": host}, env={}))  # this machine only: no token needed
+    for host in ("0.0.0.0", "::", "192.168.1.20", "my-server.lan"):
+        with pytest.raises(ConfigError, match=f"refusing to listen on {host} without a token"):
+            check_exposure(load_config({}, env={"HAR_STREAM_HOST": host}))
+        check_exposure(load_config({"host": host}, env={"HAR_STREAM_TOKEN": TOKEN}))
+        check_exposure(load_config({"host": host, "insecure_no_auth": True}, env={}))
 
 
 @pytest.mark.parametrize("extra", [["--insecure-no-auth"], ["--token", TOKEN]], ids=["insecure-no-auth", "token"])
 def test_serve_starts_on_a_public_address_with_a_token_or_when_told(extra: list[str], cli_env: dict[str, str],
                                                                     tiny_checkpoint: Path) -> None:
-    command = [sys.executable, "-m", "har_stream.cli", "serve", "--host", "0.0.0.0", "--port", "0",
-               "--model", str(tiny_checkpoint), *extra]
-    process = subprocess.Popen(command, env=cli_env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, start_new_session=True)
-    lines: list[str] = []
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and not any("serving on http://0.0.0.0:" in line for line in lines):
-            line = process.stdout.readline() if process.stdout else ""
-            if not line:
-                break
-            lines.append(line)
-        served = [line for line in lines if "serving on http://0.0.0.0:" in line]
-        assert served, "".join(lines)
-        port = int(re.search(r"0\.0\.0\.0:(\d+)", served[0]).group(1))  # type: ignore[union-attr]
-        headers = {"Authorization": f"Bearer {TOKEN}"} if "--token" in extra else {}
-        while time.monotonic() < deadline:  # stop it once the model is loaded, as a user would
-            request = urllib.request.Request(f"http://127.0.0.1:{port}/api/models", headers=headers)
-            with urllib.request.urlopen(request, timeout=5) as reply:
-                models = json.loads(reply.read())
-            if next(m for m in models["models"] if m["name"] == models["default"])["status"] == "ready":
-                break
-            time.sleep(0.2)
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.communicate(timeout=30)
-    assert process.returncode == 0, "".join(lines)
+    headers = {"Authorization": f"Bearer {TOKEN}"} if "--token" in extra else {}
+    with serve_cli(["--host", "0.0.0.0", "--port", "0", "--model", str(tiny_checkpoint), *extra], cli_env,
+                   headers=headers) as served:
+        assert served.bound == "0.0.0.0"
+        if headers:
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                served.get_json("/api/jobs")
+            assert refused.value.code == 401
