@@ -41,6 +41,10 @@ ENV_VARS: Mapping[str, str] = {
     "HAR_STREAM_MAX_UPLOAD_MB": "max_upload_mb",
     "HAR_STREAM_JOB_CONCURRENCY": "job_concurrency",
     "HAR_STREAM_ALLOW_PRIVATE_URLS": "allow_private_urls",
+    "HAR_STREAM_ALLOW_HOSTS": "allow_hosts",
+    "HAR_STREAM_MAX_INPUT_DURATION": "max_input_duration_s",
+    "HAR_STREAM_MAX_INPUT_SIDE": "max_input_side",
+    "HAR_STREAM_MAX_JOB_SECONDS": "max_job_s",
     "HAR_STREAM_WEBHOOKS": "webhooks",
     "HAR_STREAM_WEBHOOK_SECRET": "webhook_secret",
     "HAR_STREAM_MQTT_URL": "mqtt_url",
@@ -92,6 +96,10 @@ class ServerConfig:
     job_concurrency: int = 1  # offline jobs analysed at once; the rest wait in the queue
     max_queued_jobs: int = 32  # jobs waiting to start; more are refused with 429 (policy: reject)
     allow_private_urls: bool = False  # let jobs fetch URLs on loopback / private networks (tests, a LAN)
+    allow_hosts: tuple[str, ...] = ()  # addresses/networks[:port] jobs and cameras may fetch although private
+    max_input_duration_s: float = 10800.0  # jobs: a longer video is refused (upload: 413; URL: the job fails)
+    max_input_side: int = 7680  # jobs: a video wider or taller than this (pixels) is refused the same way
+    max_job_s: float = 21600.0  # jobs: one running longer is stopped and failed with the reason
     cameras: tuple[CameraSpec, ...] = ()  # watched from the start (config file ``[[cameras]]`` tables)
     max_streams: int = 16  # cameras at once; one more gets 429
     max_viewers: int = 32  # browsers watching relayed camera video at once
@@ -158,6 +166,12 @@ class ServerConfig:
             raise bad("job_concurrency", "must be at least 1")
         if self.max_queued_jobs < 1:
             raise bad("max_queued_jobs", "must be at least 1")
+        for name in ("max_input_duration_s", "max_input_side", "max_job_s"):
+            if not getattr(self, name) > 0:
+                raise bad(name, "must be positive")
+        from .url_guard import parse_allowed_hosts  # noqa: PLC0415 (the check lives with the code that uses it)
+
+        parse_allowed_hosts(self.allow_hosts)
         if self.max_streams < 1 or self.max_viewers < 1:
             raise ConfigError("max_streams and max_viewers must be at least 1; fix the config file")
         for name in ("reconnect_initial_s", "reconnect_max_s", "first_frame_timeout_s", "stall_timeout_s"):

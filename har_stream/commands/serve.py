@@ -51,6 +51,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="analysis jobs run at once; the rest queue (default: 1, so live streams keep their share)")
     p.add_argument("--allow-private-urls", action="store_const", const=True, default=None,
                    help="let analysis jobs fetch URLs on loopback or private networks (refused by default)")
+    p.add_argument("--allow-hosts", dest="allow_hosts", default=None, metavar="ADDR[,ADDR...]",
+                   help="addresses or networks, optionally with a port (10.0.0.5, 10.0.0.0/24, 127.0.0.1:8554), "
+                        "that jobs and cameras may fetch although they are private")
+    p.add_argument("--max-input-duration", dest="max_input_duration_s", type=float, default=None,
+                   metavar="SECONDS", help="longest video a job analyses; longer is refused (default: 10800)")
+    p.add_argument("--max-input-side", dest="max_input_side", type=int, default=None, metavar="PIXELS",
+                   help="largest width or height of a job's video; larger is refused (default: 7680)")
+    p.add_argument("--max-job-seconds", dest="max_job_s", type=float, default=None, metavar="SECONDS",
+                   help="a job running longer is stopped and failed (default: 21600)")
     p.add_argument("--webhook", dest="webhooks", action="append", default=None, metavar="URL",
                    help="POST every action event as JSON to this URL (repeat for several)")
     p.add_argument("--mqtt-url", default=None, metavar="mqtt://HOST[:PORT][/PREFIX]",
@@ -88,7 +97,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 CLI_FIELDS = ("host", "port", "model", "device", "max_peers", "clip_threshold", "clip_model", "stride",
               "peer_idle_timeout_s", "ice_loopback", "torch_threads", "precision", "runtime", "data_dir", "max_upload_mb",
-              "job_concurrency", "allow_private_urls", "webhooks", "mqtt_url", "event_min_s", "inference_stall_s")
+              "job_concurrency", "allow_private_urls", "allow_hosts", "max_input_duration_s", "max_input_side",
+              "max_job_s", "webhooks", "mqtt_url", "event_min_s", "inference_stall_s")
 
 CLI_FIELDS = (*CLI_FIELDS, "token", "token_file", "insecure_no_auth", "cors_origins", "tls_cert", "tls_key",
               "ice_servers", "ice_interfaces")  # the security group's (docs/security.md)
