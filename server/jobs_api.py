@@ -24,7 +24,7 @@ from .keys import CONFIG, JOBS
 from .models_service import check_custom_labels
 from .timestamps import iso_seconds
 from .uploads import ReceivedRequest, probe, receive, stored_name
-from .url_guard import check_public_url, check_url_syntax, redact
+from .url_guard import check_url, check_url_syntax, redact
 from .ws_push import push_changes
 
 log = logging.getLogger(__name__)
@@ -143,20 +143,21 @@ async def _create(request: web.Request) -> JobRecord:
         received = await receive(request, folder, max_bytes=config.max_upload_bytes)
         options = parse_options({k: v for k, v in received.fields.items() if k != "url"},
                                 JobOptions(stride=config.stride, clip_threshold=config.clip_threshold))
-        source = await _source(received, folder, config.allow_private_urls)
+        source = await _source(received, folder, jobs)
         return await jobs.submit(job_id, source, options)
     except BaseException:
         await asyncio.to_thread(shutil.rmtree, folder, True)
         raise
 
 
-async def _source(received: ReceivedRequest, folder: Path, allow_private: bool) -> JobSource:
+async def _source(received: ReceivedRequest, folder: Path, jobs: JobManager) -> JobSource:
     url = received.fields.get("url")
     if received.upload is not None and url not in (None, ""):
         raise BadRequestError("send either a video file or a url, not both")
     if received.upload is not None:
         upload = received.upload
         found = await asyncio.to_thread(probe, upload.path)  # 415 for anything that is not a video
+        jobs.limits.check(found, upload.filename)  # 413 for a video longer or larger than the limits
         # a file the player can use as it is gets the extension of what it is, so it is served as that type
         name = f"input.{found.container}" if found.container else stored_name(upload.filename)
         await asyncio.to_thread(upload.path.rename, folder / name)
@@ -166,7 +167,7 @@ async def _source(received: ReceivedRequest, folder: Path, allow_private: bool) 
     if not isinstance(url, str):
         raise BadRequestError("url must be a string")
     url = check_url_syntax(url)
-    await asyncio.to_thread(check_public_url, url, allow_private=allow_private)
+    await asyncio.to_thread(check_url, url, jobs.url_policy)  # 400 for loopback, private, link-local ...
     return JobSource("url", redact(url), url, None)
 
 

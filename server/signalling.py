@@ -7,7 +7,6 @@ message: a body that is not JSON, a missing or malformed SDP, an offer without v
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from .errors import BadRequestError
+from .json_body import read_json as read_json_body
 from .keys import CONFIG, MODELS, PEERS
 from .peer import CHANNEL, Peer, PeerSettings
 
@@ -89,14 +89,8 @@ def check_offer_sdp(sdp: str, *, need_channel: bool = True) -> None:
 
 
 async def read_json(request: web.Request) -> Any:
-    try:
-        text = await request.text()
-    except UnicodeDecodeError:
-        raise BadRequestError("the request body is not UTF-8 text; send JSON") from None
-    try:
-        return json.loads(text)
-    except ValueError as err:
-        raise BadRequestError(f"the request body is not JSON ({err}); send a JSON object with sdp and type") from None
+    """The JSON body: 413 past the app's body limit, 400 when not JSON or nested too deeply (``json_body``)."""
+    return await read_json_body(request, "send a JSON object such as {\"sdp\": \"...\", \"type\": \"offer\"}")
 
 
 async def offer(request: web.Request) -> web.Response:

@@ -8,7 +8,6 @@ name is only ever shown, never used as a path: the file is saved as ``input.<kno
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import unicodedata
 from dataclasses import dataclass, field
@@ -17,13 +16,16 @@ from typing import Any, BinaryIO
 from urllib.parse import unquote
 
 import av
+import av.container
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from har_stream.errors import NotVideoError
 from har_stream.sources import DIRECT_MEDIA_EXTENSIONS
 from har_stream.sources.av_stream import looks_like_container
 
 from .errors import BadRequestError, PayloadTooLargeError
+from .json_body import read_json
 
 FILE_FIELDS = ("video", "file")
 MAX_FIELD_BYTES = 64 * 1024  # all text fields together (custom labels are the longest)
@@ -57,17 +59,40 @@ class Probe:
     browser_playable: bool
     codec: str | None = None
     container: str | None = None  # "mp4", "webm" or "ogg" when a browser plays it as it is
+    width: int = 0
+    height: int = 0
+    duration: float | None = None  # seconds, as the container's header says
+
+
+@dataclass(frozen=True)
+class InputLimits:
+    """The largest video a job takes (``max_input_duration_s``, ``max_input_side``)."""
+
+    max_duration_s: float
+    max_side: int
+
+    def check(self, found: Probe, shown: str) -> None:
+        """413 for a video over a limit, before any analysis: a header claiming 60000×60000 pixels or ten years
+        is refused on its word, as a real one of that size would be."""
+        if max(found.width, found.height) > self.max_side:
+            raise InputTooLargeError(
+                f"{shown} is {found.width}×{found.height} pixels; this server analyses videos up to {self.max_side} "
+                "pixels wide or tall (max_input_side, --max-input-side); scale it down first")
+        if found.duration is not None and found.duration > self.max_duration_s:
+            raise InputTooLargeError(
+                f"{shown} lasts {found.duration:.0f} s; this server analyses videos up to {self.max_duration_s:g} s "
+                "long (max_input_duration_s, --max-input-duration); cut it into parts first")
+
+
+class InputTooLargeError(PayloadTooLargeError):
+    """A video longer or larger than the server's limits (413), said before any analysis."""
 
 
 async def receive(request: web.Request, folder: Path, *, max_bytes: int) -> ReceivedRequest:
     """The request's fields (and file, saved into ``folder``): multipart form, URL-encoded form or JSON object."""
     kind = request.content_type
-    if kind == "application/json":
-        try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise BadRequestError("the body is not valid JSON; send {\"url\": \"https://…\"} or a multipart "
-                                  "form with a video file") from None
+    if kind == "application/json":  # 413 past the app's body limit; 400 when not JSON or nested too deeply
+        body = await read_json(request, "send {\"url\": \"https://…\"} or a multipart form with a video file")
         if not isinstance(body, dict):
             raise BadRequestError("the JSON body must be an object such as {\"url\": \"https://…\"}")
         return ReceivedRequest(fields=body)
@@ -99,8 +124,9 @@ async def receive(request: web.Request, folder: Path, *, max_bytes: int) -> Rece
                 if text_bytes > MAX_FIELD_BYTES:
                     raise BadRequestError(f"the form's text fields add up to more than {MAX_FIELD_BYTES // 1024} "
                                           "KiB; a job's options are a few hundred bytes")
-    except ValueError as err:  # aiohttp's words for a malformed multipart body
-        raise BadRequestError(f"the multipart form is malformed ({err})") from None
+    except (ValueError, HttpProcessingError) as err:  # aiohttp's words for a malformed multipart body
+        reason = getattr(err, "message", None) or str(err)  # e.g. a NUL byte in a part's header
+        raise BadRequestError(f"the multipart form is malformed ({str(reason).splitlines()[0][:200]})") from None
     return ReceivedRequest(fields=fields, upload=upload)
 
 
@@ -161,17 +187,43 @@ def probe(path: Path) -> Probe:
                 kinds = ", ".join(sorted({s.type for s in container.streams})) or "no streams"
                 raise NotVideoError(f"the upload has no video stream ({kinds}); choose a video file")
             stream = container.streams.video[0]
+            if stream.codec_context is None:  # FFmpeg knows the codec but this build has no decoder for it
+                raise NotVideoError("the upload's video codec cannot be decoded by this server's FFmpeg; convert it "
+                                    "to H.264 (an mp4) first")
             codec = stream.codec_context.name
             formats = set(container.format.name.split(","))
             pix_fmt = stream.codec_context.pix_fmt or ""
             playable = next((fmt for fmt, codecs in BROWSER_CODECS.items() if fmt in formats and codec in codecs
                              and pix_fmt in ("yuv420p", "yuvj420p")), None)
-            return Probe(True, playable is not None, codec, playable)
+            return Probe(True, playable is not None, codec, playable, *_size(container, stream))
     except av.FFmpegError as err:
         if looks_like_container(os.fspath(path)):
             return Probe(True, False)
         raise NotVideoError(f"the upload is not a video FFmpeg can read ({_first_line(err)}); choose an mp4, "
                             "webm, mkv, mov or avi file") from None
+
+
+def probe_url(url: str, options: dict[str, str], timeout: float = 20.0) -> Probe | None:
+    """What FFmpeg's header says of a URL's video (blocking), or None when it cannot be opened: the analysis
+    that follows reports that with its own words."""
+    try:
+        with av.open(url, options=options, timeout=timeout) as container:
+            if not container.streams.video or container.streams.video[0].codec_context is None:
+                return None  # the analysis says why, in its own words
+            stream = container.streams.video[0]
+            return Probe(True, False, stream.codec_context.name, None, *_size(container, stream))
+    except (av.FFmpegError, OSError):
+        return None
+
+
+def _size(container: av.container.InputContainer, stream: av.VideoStream) -> tuple[int, int, float | None]:
+    ctx = stream.codec_context
+    duration = None
+    if container.duration is not None:
+        duration = container.duration / av.time_base
+    elif stream.duration is not None and stream.time_base is not None:
+        duration = float(stream.duration * stream.time_base)
+    return int(ctx.width or 0), int(ctx.height or 0), duration
 
 
 def _first_line(err: BaseException) -> str:

@@ -106,6 +106,9 @@ class AvSource(ThreadedSource):
             kinds = ", ".join(sorted({s.type for s in container.streams})) or "no streams"
             raise NotVideoError(f"{self.shown} has no video stream ({kinds}); give a file or URL with video")
         stream = self._stream = container.streams.video[0]
+        if stream.codec_context is None:  # PyAV has no decoder for it (e.g. a64_multi, VC-2 in some builds)
+            raise NotVideoError(f"{self.shown}: its video codec cannot be decoded by this FFmpeg build; convert it "
+                                "to H.264 (an mp4) first")
         stream.thread_type = "AUTO"
         self_paced = live or (container.format.name == "hls" and container.duration is None)  # live HLS
         self.paced = self._realtime and not self_paced

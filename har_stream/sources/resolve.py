@@ -34,12 +34,14 @@ class ResolvedMedia:
     http_headers: dict[str, str] = field(default_factory=dict)
     is_live: bool = False
     duration: float | None = None
+    options: dict[str, str] = field(default_factory=dict)  # more FFmpeg options, e.g. a guard's http_proxy
 
     def ffmpeg_options(self) -> dict[str, str]:
-        """What ``av.open`` needs to fetch ``url`` as yt-dlp would (its HTTP headers)."""
-        if not self.http_headers:
-            return {}
-        return {"headers": "".join(f"{k}: {v}\r\n" for k, v in self.http_headers.items())}
+        """What ``av.open`` needs to fetch ``url`` as yt-dlp would (its HTTP headers, through the same proxy)."""
+        out = dict(self.options)
+        if self.http_headers:
+            out["headers"] = "".join(f"{k}: {v}\r\n" for k, v in self.http_headers.items())
+        return out
 
 
 class _QuietLog:
@@ -53,10 +55,14 @@ class _QuietLog:
     error = debug
 
 
-def resolve_url(url: str, *, timeout: float = 20) -> ResolvedMedia:
+def resolve_url(url: str, *, timeout: float = 20, proxy: str | None = None,
+                options: dict[str, str] | None = None) -> ResolvedMedia:
     """Resolve ``url`` with yt-dlp (blocking; ``timeout`` bounds each network read).
 
-    Raises ``SourceUnreachableError`` with yt-dlp's reason when the page cannot be fetched or holds no video.
+    ``proxy``: every request yt-dlp makes (redirects included) goes through this HTTP proxy, e.g. the
+    server's guard (``server/fetch_proxy.py``); ``options`` are FFmpeg options the result carries on (the same
+    proxy, for the media fetch). Raises ``SourceUnreachableError`` with yt-dlp's reason when the page cannot
+    be fetched or holds no video.
     """
     params: dict[str, Any] = {
         "quiet": True,
@@ -69,22 +75,24 @@ def resolve_url(url: str, *, timeout: float = 20) -> ResolvedMedia:
         "cachedir": False,
         "logger": _QuietLog(),
     }
+    if proxy is not None:
+        params["proxy"] = proxy
     try:
         with yt_dlp.YoutubeDL(params) as ydl:
             info = ydl.extract_info(url, download=False)
     except YoutubeDLError as exc:
         raise SourceUnreachableError(f"cannot resolve {url}: {clean_message(str(exc))}; "
                                      "check that the URL opens a page with a playable video") from exc
-    media = _pick(info)
+    media = _pick(info, dict(options or {}))
     if media is None:
         raise SourceUnreachableError(f"cannot resolve {url}: the page has no playable video; "
                                      "give a direct video URL or a page with one video")
     return media
 
 
-async def resolve_url_async(url: str, *, timeout: float = 20) -> ResolvedMedia:
+async def resolve_url_async(url: str, *, timeout: float = 20, proxy: str | None = None) -> ResolvedMedia:
     """``resolve_url`` in a worker thread, so the event loop keeps running while yt-dlp fetches pages."""
-    return await asyncio.to_thread(resolve_url, url, timeout=timeout)
+    return await asyncio.to_thread(resolve_url, url, timeout=timeout, proxy=proxy)
 
 
 def clean_message(text: str) -> str:
@@ -94,13 +102,13 @@ def clean_message(text: str) -> str:
     return " ".join(text.split())
 
 
-def _pick(info: dict[str, Any] | None) -> ResolvedMedia | None:
+def _pick(info: dict[str, Any] | None, options: dict[str, str]) -> ResolvedMedia | None:
     """The media of a single-video result, or of the first playable entry of a playlist."""
     if not info:
         return None
     if info.get("_type") in ("playlist", "multi_video"):
         for entry in info.get("entries") or ():
-            media = _pick(entry)
+            media = _pick(entry, options)
             if media is not None:
                 return media
         return None
@@ -117,4 +125,5 @@ def _pick(info: dict[str, Any] | None) -> ResolvedMedia | None:
         http_headers={str(k): str(v) for k, v in (fmt.get("http_headers") or info.get("http_headers") or {}).items()},
         is_live=bool(info.get("is_live")) or info.get("live_status") == "is_live",
         duration=float(duration) if duration is not None else None,
+        options=options,
     )

@@ -2,8 +2,8 @@
 
 Runs in one owned thread and stops on context exit, so sync tests, async tests and subprocesses (a CLI,
 ffmpeg, yt-dlp) can all fetch from it by URL. ``overrides`` serves chosen paths with other bytes (a
-tampered download) without touching the files; ``requests`` records every request for assertions such
-as "the second call did not download again".
+tampered download) without touching the files; ``redirects`` answers chosen paths with a 302; ``requests``
+records every request for assertions such as "the second call did not download again".
 
     with StaticServer(tmp_path) as server:
         url = server.url("clip.mp4")
@@ -62,6 +62,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # the stdlib only honours an exact "close", not "close, TE"
         path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path)
         self.server.owner._record(RequestRecord(self.command, path, self.headers.get("Range")))
+        location = self.server.owner.redirects.get(path)
+        if location is not None:
+            self._empty(302, {"Location": location})
+            return
         body = self.server.owner.overrides.get(path)
         file_path = None
         if body is None:
@@ -181,6 +185,7 @@ class StaticServer:
     def __init__(self, root: Path, host: str = "127.0.0.1", port: int = 0) -> None:
         self.root = Path(root).resolve()
         self.overrides: dict[str, bytes] = {}
+        self.redirects: dict[str, str] = {}  # path -> Location of a 302
         self._requests: list[RequestRecord] = []
         self._log_lock = threading.Lock()
         self._httpd = _Server((host, port), self)
@@ -233,6 +238,11 @@ class StaticServer:
     def serve_bytes(self, path: str, body: bytes) -> str:
         """Serve ``body`` at ``path`` instead of any file there; returns its URL."""
         self.overrides["/" + path.lstrip("/")] = body
+        return self.url(path)
+
+    def redirect(self, path: str, location: str) -> str:
+        """Answer ``path`` with ``302 Found`` to ``location``; returns its URL."""
+        self.redirects["/" + path.lstrip("/")] = location
         return self.url(path)
 
     def add_file(self, source: Path, name: str | None = None) -> str:
