@@ -115,6 +115,12 @@ def test_uploaded_clip_shows_its_actions_and_can_be_explored(jobs_server, chromi
     page = open_page(chromium(), jobs_server.url + "analyse")
     assert text(page, "job-badge") == "no job open"
     page.click('[data-testid="advanced"] summary')
+    # No CLIP on this server (offline, none imported): the typed-labels box is disabled and says why.
+    page.wait_for_function("document.querySelector('[data-testid=custom-labels-hint]').dataset.clip === 'missing'",
+                           timeout=10_000)
+    assert page.locator('[data-testid="custom-labels"]').is_disabled()
+    assert "CLIP is not available" in text(page, "custom-labels-hint")
+    assert "har-stream weights import" in text(page, "custom-labels-hint")
     page.fill('[data-testid="stride"]', str(STRIDE))
     job_id = upload(page, change_clip)
     page.screenshot(path=str(artifacts_dir / "browser-analyse-uploaded.png"), full_page=True)
@@ -190,6 +196,17 @@ def test_uploaded_clip_shows_its_actions_and_can_be_explored(jobs_server, chromi
     page.wait_for_function(f"Math.abs({VIDEO_TIME} - {segments[last]['start']}) < 0.02", timeout=10_000)
     assert page.evaluate(CHART)["segment"] == last
     assert page.locator('[data-testid="segment-row"]').nth(last).get_attribute("aria-current") == "true"
+    # The overlay's headline is the smoothed segment; the charted window, when its own label differs, is named
+    # as such below it, and the chart's heading says it is one window before smoothing.
+    headline = text(page, "overlay-label")
+    assert any(e["label"] == headline and e["start"] - 1e-3 <= segments[last]["start"] <= e["end"] + 1e-3
+               for e in result["timeline"]), (headline, result["timeline"])
+    window_line = page.locator('[data-testid="overlay-window"]')
+    if segments[last]["label"] == headline:
+        assert window_line.is_hidden()
+    else:
+        assert window_line.inner_text().strip().startswith(f"window {last + 1} alone: {segments[last]['label']} ")
+    assert "before smoothing" in text(page, "top5-title")
     wait_video_still(page)
     page.wait_for_timeout(1_000)  # only for the picture: the player's loading spinner fades out after a moment
     page.screenshot(path=str(artifacts_dir / "browser-analyse-result.png"), full_page=True)

@@ -46,6 +46,8 @@ TILE_STATE = f"""() => {{
     confidence: q("camera-confidence").textContent.trim(), raw: q("camera-raw-label").textContent.trim(),
     reconnects: q("camera-reconnects").textContent.trim(),
     url: q("camera-url").textContent.trim(), message_hidden: q("camera-video-message").hidden,
+    message: q("camera-video-message").textContent.trim(), place: q("camera-video-message").dataset.place,
+    picture: q("camera-stage").dataset.picture, retry: q("camera-retry").textContent.trim(),
     ready: video.readyState, time: video.currentTime, width: video.videoWidth, height: video.videoHeight,
   }};
 }}"""
@@ -154,6 +156,8 @@ def test_a_camera_added_on_the_page_plays_live_with_labels_and_its_events_list(
         re.fullmatch(r"latest window: .+ \d{1,3}%", tile["raw"]), tile
     assert tile["reconnects"] == "0 reconnects", tile
     assert tile["url"] == rtsp_camera.url_without_credentials, tile
+    page.wait_for_function(f"document.querySelector('[data-testid=add-status]').textContent === "
+                           f"'Added {NAME}: it is live.'", timeout=10_000)  # the line follows the camera
 
     # The relayed video really plays: frames decode (readyState ≥ 2), its clock advances, new frames show.
     page.wait_for_function(f"(() => {{ const v = document.querySelector('{TILE} [data-testid=camera-video]');"
@@ -201,13 +205,29 @@ def test_a_camera_added_on_the_page_plays_live_with_labels_and_its_events_list(
 
     # The camera drops off the network and comes back on the same address: the tile says it is reconnecting,
     # then live again with one reconnect counted, and the video shows new frames again.
+    # While it is down the tile says so, but never "No picture" over a picture that shows: over the last
+    # picture received, a note in the corner says it is that.
+    page.evaluate(f"""() => {{ const tile = document.querySelector('{TILE}'); window.__notes = [];
+      const note = () => window.__notes.push([tile.querySelector('[data-testid=camera-video-message]').textContent,
+        tile.querySelector('[data-testid=camera-stage]').dataset.picture]);
+      new MutationObserver(note).observe(tile, {{ subtree: true, childList: true, characterData: true,
+        attributes: true, attributeFilter: ["data-picture", "hidden"] }}); }}""")
     rtsp_camera.kill()
     page.wait_for_function(f"document.querySelector('{TILE}').dataset.state === 'reconnecting'", timeout=30_000)
     page.locator(f'{TILE} [data-testid="camera-video-message"]').wait_for(state="visible", timeout=5_000)
+    page.wait_for_timeout(2_000)  # the frames stop: the picture freezes
+    down = page.evaluate(TILE_STATE)
+    page.screenshot(path=str(artifacts_dir / "browser-cameras-reconnecting.png"), full_page=True)
+    if down["video"] == "playing":
+        assert down["place"] == "corner" and down["picture"] == "frozen", down
+        assert down["message"].startswith("Last picture received"), down
+    assert "failed tr" not in down["retry"] or "to reconnect" in down["retry"], down
     rtsp_camera.start()  # the same port and path
     page.wait_for_function(f"(() => {{ const t = document.querySelector('{TILE}'); return t.dataset.state === 'live'"
                            f" && t.dataset.label !== ''; }})()", timeout=LIVE_TIMEOUT_MS)
     assert page.evaluate(TILE_STATE)["reconnects"] == "1 reconnect"
+    notes = page.evaluate("window.__notes")
+    assert notes and all(not text.startswith("No picture") for text, picture in notes if picture != "no"), notes
     page.evaluate("window.__frames = 0")
     page.wait_for_function("window.__frames >= 10", timeout=30_000)
     page.wait_for_function(f"document.querySelector('{TILE}').dataset.video === 'playing'", timeout=10_000)
@@ -228,6 +248,7 @@ def test_a_camera_added_on_the_page_plays_live_with_labels_and_its_events_list(
     add_camera(page, NAME, rtsp_camera.url)
     page.wait_for_selector('[data-testid="add-error"]:not([hidden])', timeout=10_000)
     assert text(page, "add-error") == body["error"]
+    assert text(page, "add-status") == ""  # no earlier "Added …" beside a new error
     status, body = post_json(streams_server.url + "api/streams", {"name": "bad", "url": "ftp://example.com/x"})
     assert status == 400, body
     add_camera(page, "bad", "ftp://example.com/x")
@@ -325,6 +346,11 @@ def test_without_the_websocket_the_page_polls_and_shows_a_camera_it_cannot_reach
     assert page.locator(f'{tile} [data-testid="camera-state"]').inner_text().strip().lower() == "reconnecting"
     page.wait_for_function(f"document.querySelector('{tile} [data-testid=camera-retry]').textContent"
                            ".includes('failed tr')", timeout=10_000)
+    # Never live: no "0 reconnects" beside the failed tries, which are tries to connect.
+    assert page.locator(f'{tile} [data-testid="camera-reconnects"]').inner_text().strip() == "not live yet"
+    retry = page.locator(f'{tile} [data-testid="camera-retry"]').inner_text()
+    assert re.search(r"\d+ failed tr(y|ies) to connect", retry), retry
+    assert text(page, "add-status") == ""  # the camera has an error now: no "Added …: it is connecting." beside it
     assert page.locator(f'{tile} [data-testid="camera-error"]').inner_text().strip()
     assert page.locator(f'{tile} [data-testid="camera-video-message"]').is_visible()
     assert page.locator(f'{tile} [data-testid="camera-overlay"]').is_hidden()  # no label without a picture

@@ -40,7 +40,8 @@ SNAPSHOT = """() => {
   for (const id of ["latency-last", "latency-p50", "latency-p95", "rtt", "fps-in", "windows-per-s",
                     "stride-effective", "frames-received", "frames-dropped"]) figures[id] = t(id);
   return {
-    label: t("current-label"), confidence: t("current-confidence"), source: t("label-source"),
+    label: t("current-label"), raw: q("current-label").dataset.raw, confidence: t("current-confidence"),
+    window_label: q("window-label").hidden ? "" : t("window-label"), kind: t("label-kind"), source: t("label-source"),
     source_attr: q("label-source").dataset.source, status: t("status"), session_info: t("session-info"),
     stage_message_hidden: q("stage-message").hidden, figures,
     top5: [...document.querySelectorAll('[data-testid="top5-row"]')].map((row) => ({
@@ -109,13 +110,20 @@ def test_page_labels_the_fake_webcam(live_server, chromium, fake_webcam: Path, a
 
     view = page.evaluate(SNAPSHOT)  # one read: labels keep arriving while we look
     assert view["status"] == "Live." and view["stage_message_hidden"]
-    assert re.fullmatch(r"\d{1,3}%", view["confidence"]), view
     assert view["source"] == "model" and view["source_attr"] == "model", view  # --clip-threshold 0: no CLIP
     rows = view["top5"]
     assert len(rows) == 4, rows  # the tiny model has four classes
     values = [row["value"] for row in rows]
     assert values == sorted(values, reverse=True) and abs(sum(values) - 1.0) < 0.02, rows
-    assert rows[0]["label"] == view["label"] and rows[0]["pct"] == view["confidence"], view
+    # The headline is the smoothed label and says so; the top 5 is the newest window's, whose own label is
+    # the secondary line ("this window: …") whenever it differs from the headline.
+    assert view["kind"] == "steady label", view
+    assert rows[0]["label"] == view["raw"], view
+    if view["raw"] == view["label"]:
+        assert view["window_label"] == "" and view["confidence"] == rows[0]["pct"], view
+    else:  # no figure beside the headline: the window's own label and figure are the secondary line
+        assert view["window_label"] == f"this window: {view['raw']} {rows[0]['pct']}", view
+        assert view["confidence"] == "", view
     for row in rows:  # each bar is drawn to scale
         assert row["fill"] <= row["track"] and abs(row["fill"] / row["track"] - row["value"]) < 0.03, row
 
@@ -194,7 +202,9 @@ def test_page_shows_the_servers_error_text(live_server, chromium, fake_webcam: P
         " && document.querySelector('[data-testid=status]').dataset.state === 'error'", timeout=20_000)
     assert "har-stream weights import" in text(page, "error")
 
-    # Labels that cannot be used are refused before anything is sent.
+    # Labels that cannot be used are refused before anything is sent (once CLIP is ready the box is enabled).
+    page.wait_for_function("document.querySelector('[data-testid=custom-labels-hint]').dataset.clip === 'ready'",
+                           timeout=60_000)
     page.fill('[data-testid="custom-labels"]', "waving")
     page.click('[data-testid="start"]')
     assert "at least two labels" in wait_error(page, "input")
@@ -206,6 +216,12 @@ def test_page_reconnects_when_the_server_comes_back(server_factory, chromium, fa
                                                      artifacts_dir: Path) -> None:
     server = server_factory().start()
     page = open_page(chromium(camera=fake_webcam), server.url)
+    # This server has no CLIP (offline, none imported): the typed-labels box is disabled and says why.
+    page.wait_for_function("document.querySelector('[data-testid=custom-labels-hint]').dataset.clip === 'missing'",
+                           timeout=10_000)
+    assert page.locator('[data-testid="custom-labels"]').is_disabled()
+    hint = text(page, "custom-labels-hint")
+    assert "CLIP is not available" in hint and "har-stream weights import" in hint, hint
     page.click('[data-testid="start"]')
     wait_state(page, "live")
     first_peer = page.locator('[data-testid="session-info"]').get_attribute("data-peer-id")

@@ -4,7 +4,7 @@
 import { fetchModels } from "./api.js";
 import { checkLabelList, parseLabelList } from "./labels.js";
 import { ModelPicker } from "./models.js";
-import { codeNode } from "./richtext.js";
+import { syncClipBox } from "./clip_box.js";
 import { LiveSession } from "./session.js";
 import { View } from "./view.js";
 
@@ -27,13 +27,14 @@ const applyButton = $("apply");
 const customHintText = customHint.textContent.trim();
 
 let running = null; // the options the running session was started with
+let modelsLoaded = false; // until /api/models answers, CLIP's state is unknown: the box stays as it is
 let pollTimer = null;
 
 /** The offer's options from the controls, or {error} when the custom labels cannot be used. */
 function readOptions() {
   const options = {};
   if ($("model-select").value) options.model = $("model-select").value;
-  const labels = parseLabelList(customLabels.value);
+  const labels = typedLabels();
   if (labels.length) {
     const problem = checkLabelList(labels);
     if (problem) return { error: problem };
@@ -63,26 +64,28 @@ function syncUrl() {
   history.replaceState(null, "", query ? `?${query}` : location.pathname);
 }
 
-/** The hint under the typed labels: how many, and whether this server's CLIP can use them now. */
-function showCustomHint(labels) {
+/** The typed labels that count: none while the box is disabled (CLIP is not ready). */
+function typedLabels() {
+  return customLabels.disabled ? [] : parseLabelList(customLabels.value);
+}
+
+/**
+ * The typed-labels box and its hint: disabled, saying why, while this server's CLIP is not ready; else how
+ * many labels CLIP will pick among. Typed labels win over the label set, which is disabled to say so.
+ */
+function showCustomLabels() {
   const clip = picker.clip;
-  const nodes = [labels.length
+  const problem = modelsLoaded ? syncClipBox(customLabels, clip) : null;
+  const labels = typedLabels();
+  labelSet.disabled = labels.length > 0;
+  customHint.replaceChildren(...(problem ?? [labels.length
     ? `${labels.length} label${labels.length === 1 ? "" : "s"}: CLIP picks among these (the label set is not used).`
-    : customHintText];
-  if (clip?.status === "missing") {
-    nodes.push(" CLIP is not available on this server",
-      ...(clip.import_command ? ["; import it with: ", codeNode(clip.import_command)] : ["."]));
-  } else if (clip && clip.status !== "ready") {
-    nodes.push(` CLIP is ${clip.status} on this server; typed labels work once it is ready.`);
-  }
-  customHint.replaceChildren(...nodes);
+    : customHintText]));
   customHint.dataset.clip = clip?.status ?? "none";
 }
 
 function controlsChanged() {
-  const labels = parseLabelList(customLabels.value);
-  labelSet.disabled = labels.length > 0; // custom labels win; say so instead of silently ignoring the set
-  showCustomHint(labels);
+  showCustomLabels();
   syncUrl();
   if (running) {
     const next = readOptions();
@@ -96,9 +99,10 @@ async function loadModels(first = false) {
   try {
     const data = await fetchModels();
     picker.update(data, first ? { preferredModel: params.get("model"), preferredLabels: params.get("labels") } : {});
+    modelsLoaded = true;
     if (first && params.get("stride")) stride.value = params.get("stride");
     if (first) controlsChanged();
-    else showCustomHint(parseLabelList(customLabels.value));
+    else showCustomLabels();
     if ($("error").dataset.kind === "models") view.error(null);
     if (picker.pending) pollTimer = setTimeout(() => loadModels(), MODELS_POLL_PENDING_MS);
   } catch (err) {

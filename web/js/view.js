@@ -35,7 +35,7 @@ export class View {
     const $ = (id) => byTestId(id, root);
     this.el = {
       stage: $("stage"), video: $("video"), overlay: $("overlay"), label: $("current-label"),
-      confidence: $("current-confidence"), source: $("label-source"), trend: $("smoothed-label"),
+      confidence: $("current-confidence"), source: $("label-source"), windowLabel: $("window-label"),
       stageMessage: $("stage-message"), warmup: $("warmup"), warmupProgress: $("warmup-progress"),
       warmupCount: $("warmup-count"), status: $("status"), error: $("error"), connection: $("connection"),
       top5: $("top5"), top5Empty: $("top5-empty"), sessionInfo: $("session-info"),
@@ -106,22 +106,35 @@ export class View {
     this.stageText.textContent = "Warming up: filling the first window of frames…";
   }
 
-  /** One label event (LabelEvent.to_json): the overlay and the top-5 chart. */
+  /**
+   * One label event (LabelEvent.to_json): the overlay and the top-5 chart. The headline is the smoothed label
+   * (steady over the last few windows: what the analyse page's timeline and the cameras' events use); the
+   * newest window's own label, when it differs, is the secondary line and says so. The top 5 is that window's.
+   */
   label(event) {
     const { el } = this;
     el.overlay.hidden = false;
-    setText(el.label, event.label);
+    const raw = event.label;
+    const steady = event.smoothed_label || raw;
+    setText(el.label, steady);
     el.label.dataset.window = String(event.window_index ?? ""); // changes with every event, unlike the text
-    el.confidence.textContent = formatPercent(event.confidence);
-    el.confidence.dataset.value = String(event.confidence);
+    el.label.dataset.raw = raw ?? "";
+    // A figure beside the headline only when the newest window agrees with it: while the steady label holds
+    // through a change, that window's share of it says nothing useful (often ~0 %); the secondary line then
+    // gives the window's own label and figure.
+    const rows = Array.isArray(event.top5) ? event.top5 : [];
+    const share = steady === raw ? event.confidence : null;
+    el.confidence.hidden = !Number.isFinite(share);
+    el.confidence.textContent = Number.isFinite(share) ? formatPercent(share) : "";
+    el.confidence.dataset.value = Number.isFinite(share) ? String(share) : "";
+    el.confidence.title = "how sure the model is of it in the newest window";
     const source = event.source === "clip" ? "clip" : "model";
     el.source.textContent = source === "clip" ? "CLIP" : "model";
     el.source.dataset.source = source;
     el.source.title = source === "clip" ? "CLIP zero-shot chose this label" : "the selected model chose this label";
-    const steady = event.smoothed_label;
-    setText(el.trend, steady && steady !== event.label ? `steady: ${steady}` : "");
-    el.trend.hidden = !el.trend.textContent;
-    this.top5(Array.isArray(event.top5) ? event.top5 : []);
+    setText(el.windowLabel, steady !== raw ? `this window: ${raw} ${formatPercent(event.confidence)}` : "");
+    el.windowLabel.hidden = !el.windowLabel.textContent;
+    this.top5(rows);
   }
 
   top5(rows) {

@@ -1,6 +1,7 @@
 // The "New analysis" form: a file (picker or drag-and-drop) or a URL, and the job's options. Choosing a file
 // clears the URL and typing a URL clears the file, so it is always clear which one is sent.
 
+import { syncClipBox } from "../clip_box.js";
 import { checkLabelList, parseLabelList } from "../labels.js";
 import { formatBytes } from "./format.js";
 
@@ -13,10 +14,11 @@ export class UploadForm {
     this.el = {
       form: $("upload-form"), input: $("file-input"), drop: $("dropzone"), fileName: $("file-name"),
       clearFile: $("file-clear"), url: $("url-input"), model: $("model-select"), labelSet: $("label-set-select"),
-      customLabels: $("custom-labels"), stride: $("stride"), threshold: $("clip-threshold"),
+      customLabels: $("custom-labels"), customHint: $("custom-labels-hint"), stride: $("stride"), threshold: $("clip-threshold"),
       annotate: $("annotate"), submit: $("analyse"),
     };
     this.file = null;
+    this.clip = null; // CLIP's row of /api/models once loaded (undefined: the server lists none)
     this.onFile = onFile;
     const { el } = this;
     el.input.addEventListener("change", () => this.setFile(el.input.files?.[0] ?? null));
@@ -24,9 +26,26 @@ export class UploadForm {
     el.url.addEventListener("input", () => {
       if (el.url.value.trim() && this.file) this.setFile(null);
     });
-    el.customLabels.addEventListener("input", () => {
-      el.labelSet.disabled = parseLabelList(el.customLabels.value).length > 0; // typed labels win
-    });
+    el.customLabels.addEventListener("input", () => this.showCustomLabels());
+  }
+
+  /** The typed labels that count: none while the box is disabled (this server's CLIP is not ready). */
+  typedLabels() {
+    const { customLabels } = this.el;
+    return customLabels.disabled ? [] : parseLabelList(customLabels.value);
+  }
+
+  /** Follow CLIP's row of /api/models (undefined: none listed): the typed-labels box works only while ready. */
+  showCustomLabels(clip = this.clip) {
+    const { el } = this;
+    this.clip = clip;
+    const problem = clip === null ? null : syncClipBox(el.customLabels, clip); // null: not loaded yet
+    const labels = this.typedLabels();
+    el.labelSet.disabled = labels.length > 0; // typed labels win
+    el.customHint.dataset.clip = clip?.status ?? "none";
+    el.customHint.replaceChildren(...(problem ?? [labels.length
+      ? `${labels.length} label${labels.length === 1 ? "" : "s"}: CLIP picks among these (the label set is not used).`
+      : "CLIP picks among these instead of the label set."]));
   }
 
   /** Make `target` (and its children) accept a dropped file. */
@@ -76,7 +95,7 @@ export class UploadForm {
     if (!this.file && !url) return { error: "Choose a video file, drop one on the page, or paste its URL." };
     const options = {};
     if (el.model.value) options.model = el.model.value;
-    const labels = parseLabelList(el.customLabels.value);
+    const labels = this.typedLabels();
     if (labels.length) {
       const problem = checkLabelList(labels);
       if (problem) return { error: problem };

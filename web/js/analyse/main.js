@@ -272,6 +272,7 @@ class AnalysePage {
     try {
       const data = await fetchModels();
       this.picker.update(data);
+      this.form.showCustomLabels(this.picker.clip);
       if (this.view.errorKind === "models") this.view.error(null);
       if (this.picker.pending) this.modelsTimer = setTimeout(() => this.loadModels(), MODELS_POLL_PENDING_MS);
     } catch (err) {

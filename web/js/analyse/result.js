@@ -52,7 +52,7 @@ export class ResultView {
   constructor($) {
     this.el = {
       stage: $("stage"), overlay: $("overlay"), label: $("overlay-label"), confidence: $("overlay-confidence"),
-      range: $("overlay-range"), downloads: $("downloads-panel"), summary: $("result-summary"),
+      range: $("overlay-range"), windowLine: $("overlay-window"), downloads: $("downloads-panel"), summary: $("result-summary"),
       json: $("download-json"), csv: $("download-csv"), annotated: $("download-annotated"),
       annotatedNote: $("annotated-note"),
     };
@@ -112,11 +112,19 @@ export class ResultView {
     this.player.seek(segment.start);
   }
 
-  /** Everything that follows the playhead, at media time `t`. */
+  /**
+   * Everything that follows the playhead, at media time `t`. The overlay's headline is the timeline's segment
+   * (the steady, smoothed action, with its mean confidence and its span); the window under the playhead, on
+   * its own, is the secondary line when its label differs, and the top-5 chart and the table show that window.
+   */
   at(t) {
     if (!this.result) return;
     const { el } = this;
     this.timeline.setTime(t);
+    const segments = this.result.segment_predictions ?? [];
+    const index = segmentAt(segments, t, this.pinned);
+    if (index !== this.pinned) this.pinned = -1;
+    const windowed = segments[index] ?? null;
     const entry = entryAt(this.result.timeline ?? [], t);
     el.overlay.hidden = !entry;
     if (entry) {
@@ -124,13 +132,15 @@ export class ResultView {
       el.label.style.setProperty("--band", this.colours.get(entry.label) ?? "transparent");
       el.confidence.textContent = formatPercent(entry.confidence);
       el.confidence.dataset.value = String(entry.confidence);
-      el.range.textContent = `${formatSeconds(entry.start)}–${formatSeconds(entry.end)} s`;
+      el.confidence.title = "mean confidence over this stretch";
+      el.range.textContent = `steady ${formatSeconds(entry.start)}–${formatSeconds(entry.end)} s`;
     }
+    const differs = Boolean(entry && windowed && windowed.label !== entry.label);
+    const line = differs ? `window ${index + 1} alone: ${windowed.label} ${formatPercent(windowed.confidence)}` : "";
+    if (el.windowLine.textContent !== line) el.windowLine.textContent = line;
+    el.windowLine.hidden = !differs;
     el.overlay.dataset.time = t.toFixed(3);
-    const segments = this.result.segment_predictions ?? [];
-    const index = segmentAt(segments, t, this.pinned);
-    if (index !== this.pinned) this.pinned = -1;
-    this.chart.show(segments[index] ?? null, index, this.colours);
+    this.chart.show(windowed, index, this.colours);
     this.table.highlight(index);
   }
 

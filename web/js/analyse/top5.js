@@ -1,4 +1,5 @@
-// The top-5 bar chart for one window (web/js/top5.js), with each bar in its label's colour and a caption.
+// The top-5 bar chart for one window (web/js/top5.js), with each bar in its label's colour and a caption. It is
+// the raw window's (before smoothing), as its heading says: the overlay's headline is the smoothed segment.
 
 import { drawTop5 } from "../top5.js";
 import { formatSeconds } from "./format.js";
@@ -20,8 +21,8 @@ export class Top5Chart {
       el.list.replaceChildren();
       return;
     }
-    el.caption.textContent = `window ${index + 1}: ${formatSeconds(segment.start)}–${formatSeconds(segment.end)} s`
-      + (segment.source === "clip" ? " · CLIP" : "");
+    el.caption.textContent = `(window ${index + 1}, ${formatSeconds(segment.start)}–${formatSeconds(segment.end)} s`
+      + `${segment.source === "clip" ? ", CLIP" : ""})`;
     el.list.dataset.segment = String(index);
     drawTop5(el.list, segment.top5, { colour: (name) => colours.get(name) });
   }

@@ -17,6 +17,7 @@ export class AddCameraForm {
   constructor($, submit) {
     this.$ = $;
     this.submitter = submit;
+    this.added = null; // the camera the "Added …" line is about, until it is live or has an error
     this.form = $("add-form");
     this.form.addEventListener("submit", (event) => {
       event.preventDefault();
@@ -65,7 +66,8 @@ export class AddCameraForm {
     this.say(`Adding ${spec.name}…`);
     try {
       const camera = await this.submitter(spec);
-      this.say(`Added ${camera?.name ?? spec.name}: it is connecting.`);
+      this.added = camera?.name ?? spec.name;
+      this.say(`Added ${this.added}: it is connecting.`);
       $("camera-name-input").value = "";
       $("camera-url-input").value = "";
       $("camera-name-input").focus({ preventScroll: true });
@@ -79,11 +81,26 @@ export class AddCameraForm {
 
   say(text) {
     this.$("add-status").textContent = text;
+    if (!text) this.added = null;
   }
 
+  /** Keep the "Added …" line true as the camera's state changes: it ends once the camera is live, or is
+   * cleared when the camera reports an error (its tile says which). */
+  follow(camera) {
+    if (!this.added || camera.name !== this.added) return;
+    if (camera.state === "live") {
+      this.say(`Added ${camera.name}: it is live.`);
+      this.added = null;
+    } else if (camera.error || camera.state === "failed" || camera.state === "stopped") {
+      this.say("");
+    }
+  }
+
+  /** Show (or clear) the form's error; a new error replaces any earlier "Added …" line beside it. */
   showError(text) {
     const box = this.$("add-error");
     box.hidden = !text;
     box.textContent = text;
+    if (text) this.say("");
   }
 }

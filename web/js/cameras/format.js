@@ -21,6 +21,12 @@ export const STATE_MESSAGE = {
   waiting: "Waiting for the model to load…",
 };
 
+/** The corner note over a picture that is showing while the camera is not live (never "No picture"). */
+export const PICTURE_NOTE = {
+  moving: (state) => `${state[0].toUpperCase()}${state.slice(1)}…`,
+  frozen: (state) => `Last picture received · ${state}…`,
+};
+
 function date(iso) {
   const d = iso ? new Date(iso) : null;
   return d && !Number.isNaN(d.getTime()) ? d : null;

@@ -70,6 +70,7 @@ class CamerasPage {
     let previous = null;
     for (const camera of streams) {
       if (this.removed.has(camera.name)) continue; // a stale push from before our DELETE
+      this.form.follow(camera);
       let tile = this.tiles.get(camera.name);
       if (tile) tile.update(camera);
       else {
@@ -132,8 +133,13 @@ class CamerasPage {
     this.pageError(kind === "down" ? error?.message || "The server could not be reached." : "");
   }
 
+  /** The page's error line; a new error clears the status lines beside it ("Added …", "Removed …"). */
   pageError(text) {
     showMessage(this.$("page-error"), text);
+    if (text) {
+      this.form.say("");
+      this.$("page-status").textContent = "";
+    }
   }
 
   // -- models -----------------------------------------------------------------------------------------------

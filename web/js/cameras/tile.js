@@ -4,10 +4,11 @@
 
 import { formatPercent } from "../metrics.js";
 import { drawTop5 } from "../top5.js";
-import { formatClock, formatCount, formatDuration, STATE_MESSAGE, STATE_TEXT } from "./format.js";
+import { formatClock, formatCount, formatDuration, PICTURE_NOTE, STATE_MESSAGE, STATE_TEXT } from "./format.js";
 import { CameraViewer } from "./viewer.js";
 
 const CONFIRM_MS = 4000; // how long "Remove?" waits for the second click
+const FROZEN_MS = 1500; // no new frame presented for this long: the picture is frozen (the last one received)
 
 function plural(n, word) {
   return `${formatCount(n)} ${word}${n === 1 ? "" : "s"}`;
@@ -45,6 +46,9 @@ export class CameraTile {
     this.retryTicker = null;
     this.confirmTimer = null;
     this.viewerDetail = "";
+    this.moving = false; // frames are being presented now (requestVideoFrameCallback), not a frozen picture
+    this.frozenTimer = null;
+    this.frameCallback = null;
     this.viewer = new CameraViewer(camera.name, this.el.video, (state, detail) => {
       this.root.dataset.viewer = state;
       this.viewerDetail = detail;
@@ -67,6 +71,26 @@ export class CameraTile {
     for (const name of ["playing", "loadeddata", "waiting", "emptied", "pause", "stalled"]) {
       video.addEventListener(name, () => this.videoChanged());
     }
+    this.watchFrames();
+  }
+
+  /** Note each frame the video presents, so a frozen picture (no new frame for FROZEN_MS) can be told apart. */
+  watchFrames() {
+    const video = this.el.video;
+    if (typeof video.requestVideoFrameCallback !== "function") return; // then "playing" is all there is to go by
+    const tick = () => {
+      this.frameCallback = video.requestVideoFrameCallback(tick);
+      clearTimeout(this.frozenTimer);
+      this.frozenTimer = setTimeout(() => {
+        this.moving = false;
+        this.drawVideoMessage();
+      }, FROZEN_MS);
+      if (!this.moving) {
+        this.moving = true;
+        this.drawVideoMessage();
+      }
+    };
+    this.frameCallback = video.requestVideoFrameCallback(tick);
   }
 
   // -- the server's view of the camera ----------------------------------------------------------------------
@@ -80,8 +104,13 @@ export class CameraTile {
     el.state.dataset.state = state;
     el.state.textContent = STATE_TEXT[state] ?? state;
     el.state.title = camera.since ? `${STATE_TEXT[state] ?? state} since ${formatClock(camera.since)}` : "";
-    el.reconnects.textContent = plural(camera.reconnects ?? 0, "reconnect");
-    el.reconnects.dataset.count = String(camera.reconnects ?? 0);
+    // "reconnects" counts the times the stream came back after it was lost; before it was ever live there is
+    // nothing to come back to, and the retry line counts the failed tries to connect instead.
+    const reconnects = camera.reconnects ?? 0;
+    const everLive = this.everLive(camera);
+    el.reconnects.textContent = everLive ? plural(reconnects, "reconnect") : "not live yet";
+    el.reconnects.title = everLive ? "times the stream was lost and came back" : "no picture from this camera yet";
+    el.reconnects.dataset.count = String(reconnects);
     el.url.textContent = camera.url ?? "";
     el.url.title = camera.url ?? "";
 
@@ -102,6 +131,11 @@ export class CameraTile {
     this.drawVideoMessage();
   }
 
+  /** Whether the camera has ever sent a picture (live now, frames counted, or it came back before). */
+  everLive(camera) {
+    return camera.state === "live" || (camera.frames ?? 0) > 0 || (camera.reconnects ?? 0) > 0;
+  }
+
   /** retry_in is the wait before the next try, as of the push that carried it: count it down here. */
   followRetry(camera) {
     const waiting = Number.isFinite(camera.retry_in) && ["reconnecting", "connecting"].includes(camera.state);
@@ -119,7 +153,10 @@ export class CameraTile {
     const camera = this.camera;
     const parts = [];
     if (["reconnecting", "connecting"].includes(camera.state)) {
-      if (camera.attempt) parts.push(`${camera.attempt} failed tr${camera.attempt === 1 ? "y" : "ies"}`);
+      if (camera.attempt) {
+        const what = this.everLive(camera) ? "to reconnect" : "to connect";
+        parts.push(`${camera.attempt} failed tr${camera.attempt === 1 ? "y" : "ies"} ${what}`);
+      }
       if (this.retryAt !== null) {
         const left = Math.max(0, Math.ceil((this.retryAt - Date.now()) / 1000));
         parts.push(left > 0 ? `next try in ${left} s` : "trying again…");
@@ -212,21 +249,35 @@ export class CameraTile {
     this.drawVideoMessage();
   }
 
+  /**
+   * What the video area says. With no picture, a message in the middle ("No picture from the camera:
+   * reconnecting…"); over a picture that is showing, never that: a small note in the corner instead, which says
+   * whether the picture still moves or is the last one received.
+   */
   drawVideoMessage() {
     const state = this.camera?.state ?? "connecting";
     const playing = this.root.dataset.video === "playing";
     const viewer = this.root.dataset.viewer;
+    const supported = typeof this.el.video.requestVideoFrameCallback === "function";
+    const moving = playing && (this.moving || !supported);
     let text = "";
-    if (state !== "live") text = STATE_MESSAGE[state] ?? state;
-    else if (!playing || viewer !== "connected") {
+    let place = "center";
+    if (state !== "live") {
+      if (playing) {
+        place = "corner";
+        text = (moving ? PICTURE_NOTE.moving : PICTURE_NOTE.frozen)(STATE_TEXT[state] ?? state);
+      } else text = STATE_MESSAGE[state] ?? state;
+    } else if (!playing || viewer !== "connected") {
       const detail = this.viewerDetail;
       // connected but no picture yet: the first frame is on its way
       text = detail && viewer !== "connected" ? `${detail[0].toUpperCase()}${detail.slice(1)}` : STATE_MESSAGE.live;
+      if (playing) place = "corner";
     }
     const { message, stage } = this.el;
     message.hidden = !text;
     message.textContent = text;
-    stage.dataset.picture = playing ? "yes" : "no";
+    message.dataset.place = place;
+    stage.dataset.picture = playing ? (moving ? "moving" : "frozen") : "no";
   }
 
   // -- top 5 ---------------------------------------------------------------------------------------------------
@@ -282,6 +333,8 @@ export class CameraTile {
   destroy() {
     clearTimeout(this.confirmTimer);
     clearInterval(this.retryTicker);
+    clearTimeout(this.frozenTimer);
+    if (this.frameCallback !== null) this.el.video.cancelVideoFrameCallback?.(this.frameCallback);
     this.viewer.close();
     this.root.remove();
   }
