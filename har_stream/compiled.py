@@ -52,6 +52,7 @@ class GuardedCompile:
                 with self._lock:
                     if self.mode == "reduce-overhead":
                         torch.compiler.cudagraph_mark_step_begin()  # the last batch's outputs were copied out
+                    torch._dynamo.maybe_mark_dynamic(x, 0)  # one graph for every batch size, not one each
                     out = compiled(x)
                 # CUDA graphs reuse their output memory at the next call; features are kept (ring buffer): copy
                 return out.clone() if self.mode == "reduce-overhead" else out

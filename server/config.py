@@ -37,6 +37,7 @@ ENV_VARS: Mapping[str, str] = {
     "HAR_STREAM_PEER_IDLE_TIMEOUT": "peer_idle_timeout_s",
     "HAR_STREAM_PRECISION": "precision",
     "HAR_STREAM_RUNTIME": "runtime",
+    "HAR_STREAM_COMPILE": "compile",
     "HAR_STREAM_DATA": "data_dir",
     "HAR_STREAM_MAX_UPLOAD_MB": "max_upload_mb",
     "HAR_STREAM_JOB_CONCURRENCY": "job_concurrency",
@@ -88,6 +89,7 @@ class ServerConfig:
     torch_threads: int | None = None
     precision: str = "auto"  # inference autocast: auto (har_stream/precision.py), fp32, bf16, fp16
     runtime: str = "auto"  # where models' heavy networks run: auto, torch, openvino, onnxruntime (runtime.py)
+    compile: bool = False  # torch.compile the models' heavy networks, eager when that fails (har_stream/compiled.py)
     preload: bool = True  # also load every other model whose weights are already cached
     shutdown_timeout_s: float = 3.0
     inference_stall_s: float = 30.0  # a model call running longer is given up by the watchdog (har_stream/batcher.py)

@@ -32,6 +32,7 @@ from har_stream.models.base import VideoModel, pick_device
 from har_stream.models.registry import CLIP_WEIGHTS, ClipSource, load_clip_encoder, load_model
 from har_stream.weights import WeightStore
 from har_stream.precision import resolve_precision
+from har_stream.compiled import with_compile
 from har_stream.runtime import with_runtime
 from har_stream.worker import BatchSettings, ModelWorker, warm_up
 
@@ -313,6 +314,7 @@ class ModelService:
         else:
             model = with_runtime(load_model(spec.load, device=self.device, store=self.store), self.config.runtime,
                                  home=self.store.home)
+            model = with_compile(model, self.config.compile)  # compiled below by the warm-up, in this thread
             extra = None
         # Here, in the loading thread: `auto` may run the model to decide, and the event loop must not wait.
         warm_up(model, resolve_precision(model, self.config.precision, home=self.store.home).precision)

@@ -25,7 +25,6 @@ from aiortc.mediastreams import MediaStreamTrack
 from har_stream.errors import HarStreamError
 from har_stream.logs import log_context
 from har_stream.pipeline import StreamPipeline, StreamSettings
-from har_stream.preprocess import FramePreparer
 from har_stream.sources.webrtc import WebRTCSource
 from har_stream.types import LabelEvent
 
@@ -124,7 +123,7 @@ class Peer:
             if self._closing:
                 return
             self.source = WebRTCSource(self._track.result(), self.id, sample_fps=self.info.fps,
-                                       prepare=FramePreparer.for_model(self.info),
+                                       prepare=self.lease.worker.preparer(),  # on CUDA it leaves the resize to the GPU
                                        queue_size=self.settings.frame_queue,
                                        first_frame_timeout=self.settings.idle_timeout_s)
             self.pipeline = StreamPipeline(

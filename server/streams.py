@@ -28,7 +28,6 @@ from har_stream.errors import ConfigError, HarStreamError, OverloadedError
 from har_stream.events import ActionEvent, ActionEventDetector, DetectorSettings
 from har_stream.logs import log_context
 from har_stream.pipeline import StreamPipeline, StreamSettings
-from har_stream.preprocess import FramePreparer
 from har_stream.snapshot import RecentFrames
 from har_stream.sources.reconnecting import ReconnectingSource, ReconnectPolicy, SourceStatus
 from har_stream.sources.tap import TapSource
@@ -92,7 +91,7 @@ class Camera:
             options, resolver = await self.guard.start()
             self.source = ReconnectingSource(
                 self.spec.url, name=self.spec.name, sample_fps=self.spec.fps or info.fps,
-                prepare=FramePreparer.for_model(info), policy=self.policy, on_status=self._on_status,
+                prepare=self.lease.worker.preparer(), policy=self.policy, on_status=self._on_status,
                 options=options, resolver=resolver)
             self.detector = ActionEventDetector(
                 self.spec.name, info.labels,

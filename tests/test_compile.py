@@ -85,3 +85,29 @@ def test_compiled_models_share_the_weights_and_leave_the_original_eager(tiny_che
     assert compiled is not model and compiled.net is model.net  # type: ignore[attr-defined]
     assert model._encoder is model.net.encoder  # the original still calls its encoder directly
     assert compile_mode(torch.device("cuda")) == "reduce-overhead"  # CUDA graphs on a card
+
+
+def test_analyse_with_compile_gives_the_eager_segments(tiny_checkpoint: Path, change_clip: Path,
+                                                       cli_env: dict[str, str], tmp_path: Path) -> None:
+    """The CLI end to end (a real process): ``--compile`` changes how the encoder runs, not one label."""
+    from tests.test_analyse_cli import analyse_json
+
+    eager = analyse_json(change_clip, tiny_checkpoint, cli_env, tmp_path / "eager.json", "--stride", "4",
+                         "--runtime", "torch")
+    compiled = analyse_json(change_clip, tiny_checkpoint, cli_env, tmp_path / "compiled.json", "--stride", "4",
+                            "--runtime", "torch", "--compile")
+    pairs = zip(eager["segment_predictions"], compiled["segment_predictions"], strict=True)
+    for a, b in pairs:
+        assert (a["start"], a["end"], a["label"]) == (b["start"], b["end"], b["label"])
+        assert abs(a["confidence"] - b["confidence"]) < 1e-4
+
+
+def test_serve_takes_compile_from_the_option_the_environment_or_the_file(tmp_path: Path) -> None:
+    from server.config import load_config
+
+    assert load_config({}, env={}).compile is False
+    assert load_config({"compile": True}, env={}).compile is True
+    assert load_config({}, env={"HAR_STREAM_COMPILE": "1"}).compile is True
+    file = tmp_path / "serve.toml"
+    file.write_text("compile = true\n")
+    assert load_config({}, env={}, config_file=file).compile is True

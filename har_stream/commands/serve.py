@@ -43,6 +43,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="where the models' heavy networks run: auto = OpenVINO for the models measured faster "
                         "on it (the Kinetics 3D CNNs, the ResNet-18 CNN-LSTM) when installed, on a CPU; else "
                         "torch (default: auto)")
+    p.add_argument("--compile", action="store_const", const=True, default=None,
+                   help="run the models' heavy networks through torch.compile (CUDA graphs on CUDA), eager with a "
+                        "logged reason when compiling fails; models on --runtime torch only (default: off)")
     p.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
                    help="where analysis jobs, uploads and results are kept (default: ~/.local/share/har-stream)")
     p.add_argument("--max-upload-mb", type=float, default=None, metavar="MB",
@@ -102,6 +105,7 @@ CLI_FIELDS = ("host", "port", "model", "device", "max_peers", "clip_threshold", 
 
 CLI_FIELDS = (*CLI_FIELDS, "token", "token_file", "insecure_no_auth", "cors_origins", "tls_cert", "tls_key",
               "ice_servers", "ice_interfaces")  # the security group's (docs/security.md)
+CLI_FIELDS = (*CLI_FIELDS, "compile")  # --compile (har_stream/compiled.py)
 
 
 
@@ -111,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
 
     config = load_config({name: getattr(args, name) for name in CLI_FIELDS}, config_file=args.config)
     # the load/download progress lines, each model's precision and runtime (and why), and the address
-    for name in ("server", "har_stream.weights", "har_stream.precision", "har_stream.runtime"):
+    for name in ("server", "har_stream.weights", "har_stream.precision", "har_stream.runtime", "har_stream.compiled"):
         logger = logging.getLogger(name)
         if logger.getEffectiveLevel() > logging.INFO:
             logger.setLevel(logging.INFO)
