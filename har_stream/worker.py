@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from .latency import LatencyHistogram
 from .models.base import VideoModel
 from .precision import resolve_precision
 from .preprocess import FramePreparer
+
+log = logging.getLogger(__name__)
 
 Prepare = Callable[[av.VideoFrame], np.ndarray | NativeFrame]
 
@@ -159,9 +162,15 @@ class ModelWorker:
         self.classifier.start()
 
     async def aclose(self) -> None:
+        stuck = self.stalled_for()  # before the batchers close and forget it
         await self.encoder.aclose()
         await self.classifier.aclose()
         if self._owns_executor:
+            if stuck is not None:  # waiting could take forever: let the rest of the shutdown go on
+                log.error("model %s: the inference thread is still stuck in a model call (%.0f s); not waiting for "
+                          "it, and the process cannot exit before it returns (or is killed)", self.info.name, stuck)
+                self.executor.shutdown(wait=False, cancel_futures=True)
+                return
             # The batch already running must finish before the model can go; wait for it off the loop.
             await asyncio.to_thread(self.executor.shutdown, wait=True, cancel_futures=True)
 

@@ -182,3 +182,17 @@ async def test_readyz_and_metrics_report_a_stuck_call_and_the_peer_gets_labels_a
                                batcher="classify") == 1
         finally:
             await peer.close()
+
+
+async def test_closing_a_worker_does_not_wait_for_a_call_the_watchdog_gave_up_on() -> None:
+    model = StallingModel()
+    worker = ModelWorker(model, BatchSettings(max_batch=4, max_wait_ms=2.0, stall_s=0.3))
+    worker.start()
+    features = [await (await worker.encode(np.zeros((16, 16, 3), dtype=np.uint8))) for _ in range(8)]
+    model.stall_next = 3.0
+    with pytest.raises(InferenceStalledError):
+        await worker.classify(features)
+    assert worker.stalled_for() is not None
+    started = time.monotonic()
+    await worker.aclose()  # the rest of a shutdown goes on; the thread ends when its call returns
+    assert time.monotonic() - started < 1.0
