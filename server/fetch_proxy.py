@@ -13,6 +13,11 @@ per connection); ``https://`` arrives as ``CONNECT host:port`` and is tunnelled 
 never sees inside TLS, but every redirect is a new request, so a new ``CONNECT``).
 
 One ``GuardProxy`` per fetch: its own port, its own refusals, closed with the job or camera that owns it.
+
+FFmpeg skips its ``http_proxy`` for hosts listed in the ``no_proxy`` environment variable (cloud images often
+list ``localhost,127.0.0.1,169.254.169.254`` there), which would let a redirect to exactly those addresses go
+around the guard. So the first guarded fetch removes ``no_proxy``/``NO_PROXY`` from the server's environment
+(logged once); nothing else in the server fetches through a proxy.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import os
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -79,6 +85,7 @@ class GuardProxy:
         return {"http_proxy": self.url, "protocol_whitelist": FFMPEG_PROTOCOLS}
 
     async def __aenter__(self) -> GuardProxy:
+        drop_no_proxy()
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, limit=HEAD_LIMIT)
         self.port = int(self._server.sockets[0].getsockname()[1])
         return self
@@ -169,6 +176,15 @@ class GuardProxy:
             if why is not None:
                 raise _Refused(Refusal(target, why))
         return await asyncio.wait_for(asyncio.open_connection(str(addresses[0]), port), CONNECT_TIMEOUT_S)
+
+
+def drop_no_proxy() -> None:
+    """Remove ``no_proxy``/``NO_PROXY`` from this process's environment: FFmpeg would bypass the guard for them."""
+    for name in ("no_proxy", "NO_PROXY"):
+        value = os.environ.pop(name, None)
+        if value is not None:
+            log.warning("removed %s=%r from the environment: FFmpeg would fetch those hosts around the URL guard",
+                        name, value)
 
 
 def _split_authority(target: str, default_port: int) -> tuple[str, int]:

@@ -10,7 +10,8 @@ The server runs WITHOUT ``--allow-private-urls``; it is told ``--allow-hosts 127
 the operator's way to let jobs fetch one internal host:port. Everything else on loopback is refused as it
 would be in production: ``FORBIDDEN`` (another static server on 127.0.0.1) and 169.254.169.254. Every hop
 goes through the server's guard proxy, so a refused hop never reaches its target: ``FORBIDDEN`` must see no
-request at all, which is asserted.
+request at all, which is asserted. The server is started with ``no_proxy`` naming loopback and the metadata
+address, as many cloud images do, which FFmpeg would honour by fetching those hosts around the proxy.
 
 The run-time limit (``max_job_s``) is checked on an in-process app (a limit of 1 s needs its own server).
 """
@@ -29,6 +30,8 @@ import pytest
 from yarl import URL
 
 from har_stream.synthetic import write_motion_clip
+from server.fetch_proxy import GuardProxy
+from server.url_guard import AddressPolicy, parse_allowed_hosts
 from tests.browser.live_server import LiveServer, free_port
 from tests.helpers import bad_inputs as bad
 from tests.helpers.clips import CHANGE_SCRIPT, check_labels_and_boundary
@@ -69,7 +72,9 @@ def corpus(tiny_checkpoint: Path, change_clip: Path, tmp_path_factory: pytest.Te
             "--model", str(tiny_checkpoint), "--data-dir", str(root / "data"), "--stride", str(STRIDE),
             "--clip-threshold", "0", "--max-upload-mb", str(MAX_UPLOAD_MB),
             "--allow-hosts", f"127.0.0.1:{allowed.port}"))
-        server.start()
+        with pytest.MonkeyPatch.context() as env:  # what cloud images set: FFmpeg would skip its proxy for these
+            env.setenv("no_proxy", "localhost,127.0.0.1,::1,169.254.169.254")
+            server.start()
         try:
             corpus = asyncio.run(_alongside(server, root, allowed, forbidden, files, change_clip))
             yield corpus
@@ -420,6 +425,40 @@ async def test_path_traversal_ids(corpus: Corpus, path: str, method: str) -> Non
     assert status in (404, 405), (status, body)
     assert "root:" not in str(body)
     await still_serving(corpus)
+
+
+# -- https: the guard checks CONNECT (the proxy never sees inside TLS, so each host is checked as it is asked for)
+
+async def _through_proxy(proxy: GuardProxy, request: bytes, then: bytes = b"") -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        if then and head.startswith(b"HTTP/1.1 200"):
+            writer.write(then)
+            await writer.drain()
+            return head + await asyncio.wait_for(reader.read(), 10)
+        return head
+    finally:
+        writer.close()
+
+
+async def test_https_connect_is_checked_host_by_host(corpus: Corpus) -> None:
+    policy = AddressPolicy.for_jobs(False, parse_allowed_hosts((f"127.0.0.1:{corpus.allowed.port}",)))
+    async with GuardProxy(policy, "test") as proxy:
+        for target in ("169.254.169.254:443", f"127.0.0.1:{corpus.forbidden.port}",
+                       f"[::ffff:127.0.0.1]:{corpus.forbidden.port}", f"2130706433:{corpus.forbidden.port}"):
+            head = await _through_proxy(proxy, f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+            assert head.startswith(b"HTTP/1.1 403"), (target, head)
+        assert [r.target for r in proxy.refusals][-1].startswith("2130706433")
+        tunnel = await _through_proxy(
+            proxy, f"CONNECT 127.0.0.1:{corpus.allowed.port} HTTP/1.1\r\n\r\n".encode(),
+            then=b"GET /clip.mp4 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert tunnel.startswith(b"HTTP/1.1 200 Connection established"), tunnel[:300]
+        status_line = tunnel.split(b"\r\n\r\n", 1)[1].split(b"\r\n", 1)[0]  # the allowed server's own answer
+        assert status_line.startswith(b"HTTP/1.") and b" 200 " in status_line, tunnel[:300]
+    assert corpus.forbidden.requests == []
 
 
 # -- limits that need their own server -----------------------------------------------------------------------
