@@ -132,11 +132,6 @@ def check_url(url: str, policy: AddressPolicy, *, syntax: bool = True) -> None:
             raise PrivateAddressError(refusal_message(redact(url), host, why))
 
 
-def check_public_url(url: str, *, allow_private: bool) -> None:
-    """``check_url`` with the jobs' policy (kept for callers that know only the one switch)."""
-    check_url(url, AddressPolicy.for_jobs(allow_private))
-
-
 def refusal_message(shown: str, host: str, why: str) -> str:
     return (f"refusing to fetch {shown}: {host} is {why}; the server only fetches public URLs unless started "
             "with --allow-private-urls (or the address is listed in --allow-hosts)")

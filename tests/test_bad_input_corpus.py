@@ -427,6 +427,58 @@ async def test_path_traversal_ids(corpus: Corpus, path: str, method: str) -> Non
     await still_serving(corpus)
 
 
+# -- the two policies, address by address (no server needed) ------------------------------------------------
+
+POLICY_CASES = {  # address: (jobs may fetch it, cameras may)
+    "8.8.8.8": (True, True),
+    "2001:4860:4860::8888": (True, True),
+    "127.0.0.1": (False, True),
+    "::1": (False, True),
+    "::ffff:127.0.0.1": (False, True),
+    "192.168.1.20": (False, True),
+    "10.1.2.3": (False, True),
+    "100.64.0.1": (False, True),  # carrier-grade NAT / Tailscale
+    "fd00::1": (False, True),
+    "169.254.169.254": (False, False),  # cloud metadata
+    "::ffff:169.254.169.254": (False, False),
+    "fe80::1": (False, False),
+    "0.0.0.0": (False, False),
+    "::": (False, False),
+    "224.0.0.1": (False, False),
+    "ff02::1": (False, False),
+    "240.0.0.1": (False, False),  # reserved
+    "2002:a9fe:a9fe::": (False, False),  # 6to4 of 169.254.169.254
+}
+
+
+@pytest.mark.parametrize("address", list(POLICY_CASES))
+def test_address_policies(address: str) -> None:
+    import ipaddress
+
+    jobs, cameras = POLICY_CASES[address]
+    ip = ipaddress.ip_address(address)
+    assert (AddressPolicy.for_jobs(False).refusal(ip, 80) is None) == jobs
+    assert (AddressPolicy.for_cameras(False).refusal(ip, 554) is None) == cameras
+    assert AddressPolicy.for_jobs(True).refusal(ip, 80) is None  # --allow-private-urls: everything
+
+
+def test_allow_hosts_entries() -> None:
+    import ipaddress
+
+    from har_stream.errors import ConfigError
+    from server.config import ServerConfig
+
+    allowed = parse_allowed_hosts(("10.0.0.5", "192.168.0.0/24", "127.0.0.1:8554", "[::1]:8080"))
+    policy = AddressPolicy.for_jobs(False, allowed)
+    for address, port, ok in (("10.0.0.5", 80, True), ("10.0.0.6", 80, False), ("192.168.0.77", 1, True),
+                              ("127.0.0.1", 8554, True), ("127.0.0.1", 8555, False), ("::1", 8080, True),
+                              ("::1", 80, False)):
+        assert (policy.refusal(ipaddress.ip_address(address), port) is None) == ok, (address, port)
+    for bad_entry in ("camera.lan", "10.0.0.5:http", "10.0.0.0/33", "[::1]:0"):
+        with pytest.raises(ConfigError, match="allow_hosts"):
+            ServerConfig(allow_hosts=(bad_entry,))
+
+
 # -- https: the guard checks CONNECT (the proxy never sees inside TLS, so each host is checked as it is asked for)
 
 async def _through_proxy(proxy: GuardProxy, request: bytes, then: bytes = b"") -> bytes:
