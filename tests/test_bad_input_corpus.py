@@ -313,6 +313,23 @@ async def test_hops_to_private_addresses_are_refused(corpus: Corpus, case: str) 
     await still_serving(corpus)
 
 
+URL_LIMITS = {  # id: (maker, name on the allowed server, phrase): the URL's header is checked before analysis
+    "url-absurd-duration": (bad.absurd_duration, "weeks.mp4", "lasts 131072 s"),
+    "url-absurd-dimensions": (bad.absurd_dimensions, "huge.mov", "16000×16000 pixels"),
+}
+
+
+@pytest.mark.parametrize("case", list(URL_LIMITS))
+async def test_url_over_the_input_limits_fails_before_analysis(corpus: Corpus, case: str) -> None:
+    maker, name, phrase = URL_LIMITS[case]
+    maker(corpus.allowed.root / name)
+    status, job = await call(corpus, "POST", "/api/jobs", json={"url": corpus.allowed.url(name)})
+    assert status == 202, job  # a URL's header is only read when the job runs
+    job = await job_outcome(corpus, job["id"])
+    assert job["state"] == "failed" and phrase in job["error"] and "--max-input-" in job["error"], job
+    await still_serving(corpus)
+
+
 async def test_a_redirect_that_stays_on_an_allowed_host_is_followed(corpus: Corpus) -> None:
     status, job = await call(corpus, "POST", "/api/jobs", json={"url": corpus.allowed.url("to-allowed.mp4"),
                                                                 "annotate": False})
