@@ -5,6 +5,12 @@ network, the CNN-LSTM's frame encoder. Normalisation, the LSTM head and CLIP sta
 device: on CUDA ``reduce-overhead`` (CUDA graphs: one launch per batch shape instead of one per kernel, what pays
 for the many small kernels of a batched live engine), on a CPU ``default`` (inductor's fused C++ kernels).
 
+CUDA graphs are recorded per input shape, so under ``reduce-overhead`` a batch is padded with zeros to the next
+power of two (at most 2× the work, usually far less; the padding's outputs are dropped): a handful of graphs
+instead of one per batch size the batcher happens to form. The batch dimension is marked dynamic, so inductor
+compiles once for every batch size above 1 rather than once each. ``warm_buckets`` runs every such size once at
+load, so no live stream waits for a compile.
+
 ``torch.compile`` compiles lazily, at the first call, and can fail there for reasons the user cannot fix (no C
 compiler, an unsupported op, a Triton missing for the card). A failure is logged with its reason once and the
 model then runs eager for good, so ``--compile`` never costs a label. Off by default: on this project's CPU
@@ -50,17 +56,56 @@ class GuardedCompile:
         if compiled is not None:
             try:
                 with self._lock:
+                    n = x.shape[0]
                     if self.mode == "reduce-overhead":
                         torch.compiler.cudagraph_mark_step_begin()  # the last batch's outputs were copied out
-                    torch._dynamo.maybe_mark_dynamic(x, 0)  # one graph for every batch size, not one each
+                        x = pad_to_bucket(x)
+                    torch._dynamo.maybe_mark_dynamic(x, 0)  # one compile for every batch size, not one each
                     out = compiled(x)
                 # CUDA graphs reuse their output memory at the next call; features are kept (ring buffer): copy
-                return out.clone() if self.mode == "reduce-overhead" else out
+                return out[:n].clone() if self.mode == "reduce-overhead" else out
             except Exception as err:  # dynamo, inductor and the C/Triton toolchains raise many kinds
                 self.failure = failure_reason(err)
                 self.compiled = None
                 log.warning("model %s: torch.compile failed (%s); running eager", self.name, self.failure)
         return self.net(x)
+
+
+def bucket(n: int) -> int:
+    """The batch size a batch of ``n`` is padded to under CUDA graphs: the next power of two."""
+    return 1 << max(0, n - 1).bit_length()
+
+
+def pad_to_bucket(x: torch.Tensor) -> torch.Tensor:
+    """``x`` with zero rows appended up to ``bucket(len(x))``, in ``x``'s memory layout (channels_last stays)."""
+    n = x.shape[0]
+    size = bucket(n)
+    if size == n:
+        return x
+    layout = next((f for f, dims in ((torch.channels_last, 4), (torch.channels_last_3d, 5))
+                   if x.dim() == dims and x.is_contiguous(memory_format=f) and not x.is_contiguous()),
+                  torch.contiguous_format)
+    padded = torch.cat([x, x.new_zeros((size - n, *x.shape[1:]))])
+    return padded.contiguous(memory_format=layout)
+
+
+def warm_buckets(model: VideoModel, precision: str, max_batch: int) -> None:
+    """Compile (and on CUDA record) the heavy network at every batch size it will meet, before serving: frames
+    through ``encode`` and windows through ``classify``, 1, 2, 4 ... up to ``max_batch``. A no-op for a model
+    ``with_compile`` left alone."""
+    from .worker import autocast_dtype
+
+    if getattr(model, "compile_guard", None) is None:
+        return
+    dtype = autocast_dtype(precision, model.device)
+    h, w = model.info.crop
+    sizes = sorted({min(bucket(n), max_batch) for n in range(1, max_batch + 1)})
+    with torch.inference_mode(), torch.autocast(model.device.type, dtype=dtype or torch.float32,
+                                                enabled=dtype is not None):
+        for size in sizes:
+            features = model.encode(torch.zeros(size, h, w, 3, dtype=torch.uint8))
+            window = features[:1].expand(model.info.frames, *features.shape[1:])
+            model.classify(window.unsqueeze(0).expand(size, *window.shape).contiguous())
 
 
 def failure_reason(err: BaseException) -> str:

@@ -68,14 +68,18 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 
 
 @torch.inference_mode()
-def warm_up(model: VideoModel, precision: str) -> None:
+def warm_up(model: VideoModel, precision: str, max_batch: int = 16) -> None:
     """One window through ``encode`` and ``classify`` at ``precision`` (resolved), off the event loop: kernels
-    are chosen and a runtime's graph compiled before the first stream's first window pays for it."""
+    are chosen and a runtime's graph compiled before the first stream's first window pays for it. A model under
+    ``--compile`` is compiled at every batch size up to ``max_batch`` (``compiled.warm_buckets``)."""
+    from .compiled import warm_buckets
+
     dtype = autocast_dtype(precision, model.device)
     h, w = model.info.crop
     frames = torch.zeros(model.info.frames, h, w, 3, dtype=torch.uint8)
     with torch.autocast(model.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
         model.classify(model.encode(frames).unsqueeze(0))
+    warm_buckets(model, precision, max_batch)
 
 
 def _same_geometry(prepare: FramePreparer, model: VideoModel) -> bool:

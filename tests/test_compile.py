@@ -111,3 +111,16 @@ def test_serve_takes_compile_from_the_option_the_environment_or_the_file(tmp_pat
     file = tmp_path / "serve.toml"
     file.write_text("compile = true\n")
     assert load_config({}, env={}, config_file=file).compile is True
+
+
+def test_cuda_graph_batches_are_padded_to_a_few_sizes_in_their_layout() -> None:
+    from har_stream.compiled import bucket, pad_to_bucket
+
+    assert [bucket(n) for n in (1, 2, 3, 5, 8, 9, 255, 256)] == [1, 2, 4, 8, 8, 16, 256, 256]
+    x = torch.randn(3, 3, 8, 8).contiguous(memory_format=torch.channels_last)
+    padded = pad_to_bucket(x)
+    assert padded.shape == (4, 3, 8, 8) and padded.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(padded[:3], x) and not padded[3].any()
+    clips = torch.randn(5, 3, 4, 8, 8).contiguous(memory_format=torch.channels_last_3d)
+    assert pad_to_bucket(clips).is_contiguous(memory_format=torch.channels_last_3d)
+    assert pad_to_bucket(x[:2]) is not None and pad_to_bucket(torch.randn(4, 3)).shape == (4, 3)

@@ -39,11 +39,24 @@ def report(args: argparse.Namespace, figures: object, device: object = None) -> 
         print(f"json:    {args.json}")
 
 
-def compile_figures(model: object) -> dict[str, object]:
-    """What ``--compile`` did, for the report: compiled or not, and why it fell back to eager if it did."""
+def compile_figures(model: object, seconds: float | None = None) -> dict[str, object]:
+    """What ``--compile`` did, for the report: compiled or not, in how long, and why it fell back to eager."""
     guard = getattr(model, "compile_guard", None)
     return {"compiled": guard is not None and guard.failure is None, "compile_mode": getattr(guard, "mode", None),
-            "compile_failure": getattr(guard, "failure", None)}
+            "compile_failure": getattr(guard, "failure", None), "compile_s": seconds}
+
+
+def warm_compiled(model: VideoModel, precision: str, max_batch: int) -> float | None:
+    """Compile (and record CUDA graphs) at every batch size before measuring; seconds taken, None if not compiled."""
+    import time
+
+    from ..compiled import warm_buckets
+
+    if getattr(model, "compile_guard", None) is None:
+        return None
+    started = time.perf_counter()
+    warm_buckets(model, precision, max_batch)
+    return time.perf_counter() - started
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -219,6 +232,7 @@ def run_offline(args: argparse.Namespace) -> int:
 
     engine_model = with_compile(with_runtime(model, runtime), args.compile)
     engine_precision = resolve_precision(engine_model, precision).precision
+    compile_s = warm_compiled(engine_model, engine_precision, 32)  # the engine's batches: not timed below
     naive, engine, video = run_offline_bench(model, args.video, window=args.window, stride=args.stride,
                                              sample_fps=fps, repeats=args.repeats, precision="fp32",
                                              engine_model=engine_model, engine_precision=engine_precision)
@@ -237,9 +251,9 @@ def run_offline(args: argparse.Namespace) -> int:
     print("  engine stages (s): " + ", ".join(f"{name} {seconds:.2f}" for name, seconds in engine.stage_s)
           + " (decode and prepare on the decode thread, encode and head on the inference thread, overlapping)")
     if args.compile:
-        print(f"  compile: {compile_figures(engine_model)}")
+        print(f"  compile: {compile_figures(engine_model, compile_s)}")
     report(args, {"model": model.info.name, "engine_runtime": engine_runtime, "engine_precision": engine_precision,
-                  **compile_figures(engine_model), "naive": naive, "engine": engine, "ratio_engine_over_naive": engine.realtime / naive.realtime},
+                  **compile_figures(engine_model, compile_s), "naive": naive, "engine": engine, "ratio_engine_over_naive": engine.realtime / naive.realtime},
            device)
     return 0
 
@@ -541,6 +555,7 @@ def run_gpu(args: argparse.Namespace) -> int:
 
     model = with_compile(with_runtime(model, args.runtime) if device.type == "cpu" else model, args.compile)
     precision = resolve_precision(model, args.precision).precision
+    compile_s = warm_compiled(model, precision, args.max_batch)  # before the streams: not in their figures
     batch = BatchSettings(max_batch=args.max_batch, max_wait_ms=5.0, queue_size=4 * args.max_batch,
                           precision=precision)
     peak = bf16_peak(device)
@@ -576,8 +591,8 @@ def run_gpu(args: argparse.Namespace) -> int:
     print(f"decode:  one thread decodes 640x480 H.264 at {fps:.0f} frames/s = {fps / 15:.0f} streams at 15 fps; "
           f"this machine's {os.cpu_count()} logical cores cap real decoding near {fps / 15 * (os.cpu_count() or 1):.0f}")
     if args.compile:
-        print(f"compile: {compile_figures(model)}")
+        print(f"compile: {compile_figures(model, compile_s)}")
     report(args, {"model": model.info.name, "precision": precision, "runtime": getattr(model, "runtime", "torch"),
-                  **compile_figures(model), "flops_per_frame": flops[0], "flops_per_window": flops[1], "bf16_peak_tflops": peak, "runs": runs,
+                  **compile_figures(model, compile_s), "flops_per_frame": flops[0], "flops_per_window": flops[1], "bf16_peak_tflops": peak, "runs": runs,
                   "streams_sustained": best, "decode_fps_one_thread": fps}, device)
     return 0
