@@ -49,6 +49,7 @@ def create_app(config: ServerConfig) -> web.Application:
     app.cleanup_ctx.append(_models_ctx)
     app.cleanup_ctx.append(_jobs_ctx)  # cleaned up before the models (cleanup runs in reverse)
     app.cleanup_ctx.append(_streams_ctx)  # cameras stop first, then their events' destinations
+    app.on_shutdown.append(_stop_jobs)  # first: no job starts or finishes while the rest stops
     app.on_shutdown.append(_close_peers)
     app.on_shutdown.append(_close_websockets)
     api.add_routes(app)
@@ -99,6 +100,10 @@ async def _streams_ctx(app: web.Application) -> AsyncIterator[None]:
             await streams.aclose()  # each camera closes its open event on the way out
     finally:
         await hub.aclose()
+
+
+async def _stop_jobs(app: web.Application) -> None:
+    await app[JOBS].stop()  # a running job is recorded as failed ("interrupted: …"); queued ones stay queued
 
 
 async def _close_websockets(app: web.Application) -> None:

@@ -104,8 +104,10 @@ class JobManager:
         self._runners = [asyncio.get_running_loop().create_task(self._runner(), name=f"jobs-runner-{n}")
                          for n in range(self.config.job_concurrency)]
 
-    async def aclose(self) -> None:
-        """Stop the runners: running jobs are cut off and recorded as failed (``STOPPED``); queued ones stay."""
+    async def stop(self) -> None:
+        """Stop the runners: running jobs are cut off and recorded as failed (``STOPPED``); queued ones stay.
+        Called first when the server stops (before peers and cameras), so no job starts or ends meanwhile;
+        idempotent."""
         self._closing = True
         for task in self._runners:
             task.cancel()
@@ -113,6 +115,9 @@ class JobManager:
         self._runners = []
         for event in self._changed.values():
             event.set()
+
+    async def aclose(self) -> None:
+        await self.stop()
         await self.store.aclose()
 
     # -- queries ------------------------------------------------------------------------------------------

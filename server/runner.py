@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import AsyncIterator
@@ -43,7 +44,7 @@ async def serve(config: ServerConfig, stop: asyncio.Event | None = None) -> None
             log.info("serving on %s://%s:%d (Ctrl-C to stop)", "https" if tls else "http",
                      f"[{host}]" if ":" in host else host, port)
         await stop.wait()
-        log.info("stopping: closing peers and models")
+        log.info("stopping: recording running jobs, closing peers, cameras and models")
     finally:
         for sig in signals:
             loop.remove_signal_handler(sig)
@@ -69,4 +70,7 @@ async def listening(config: ServerConfig) -> AsyncIterator[tuple[web.Application
 
 def run(config: ServerConfig) -> int:
     asyncio.run(serve(config))
+    # Everything is closed by now (jobs recorded, stores closed). Left to the interpreter, the final garbage
+    # collection walks the whole torch heap: 2-4 s of a 10 s stop budget on a busy machine, 0.5 s frozen.
+    gc.freeze()
     return 0

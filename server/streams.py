@@ -248,7 +248,7 @@ class StreamManager:
         tasks = tuple(self._tasks.values())
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, *self._teardowns.values(), return_exceptions=True)
+        await self._within(tasks + tuple(self._teardowns.values()), self.config.shutdown_timeout_s)
         self._tasks.clear()
         self._teardowns.clear()
         self._cameras.clear()
@@ -310,6 +310,21 @@ class StreamManager:
             log.info("camera %s stopped", name)
         finally:
             self._teardowns.pop(name, None)
+
+    @staticmethod
+    async def _within(tasks: tuple[asyncio.Task[None], ...], timeout: float) -> None:
+        """Wait for cancelled camera tasks, at most ``timeout``: one whose decode thread is stuck in a network
+        read would hold the stop up to its read timeout. Past it they are cancelled again, which ends their
+        wait for the thread (a daemon thread; it ends at its read timeout, or with the process)."""
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=timeout)
+        if pending:
+            log.warning("%d camera(s) still closing after %g s (a stream stuck in a network read): not waiting "
+                        "for their decode threads", len(pending), timeout)
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending, timeout=1.0)
 
     def _check_room(self, name: str) -> None:
         if self._closing:

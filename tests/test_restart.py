@@ -13,10 +13,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from har_stream.synthetic import write_motion_clip
-from tests.helpers.clips import CHANGE_SCRIPT
-from tests.helpers.restart_checks import (all_events, changing_frames, get_json, integrity, submit_job,
-                                          temp_files, write_config)
+from tests.helpers.restart_checks import (all_events, changing_frames, get_json, integrity, long_clip,
+                                          submit_job, temp_files, write_config)
 from tests.helpers.rtsp_server import RtspServer, closed_port_url
 from tests.helpers.serve_process import ServeProcess
 
@@ -45,7 +43,7 @@ async def downloads(session: aiohttp.ClientSession, base: str, job: dict) -> dic
 async def test_kill_9_during_a_job_and_event_writes_loses_nothing_finished(
         tiny_checkpoint: Path, change_clip: Path, cli_env: dict[str, str], tmp_path: Path) -> None:
     data = tmp_path / "data"
-    long_clip = write_motion_clip(tmp_path / "long.mp4", CHANGE_SCRIPT * 12, seed=3, speed=0.4, start=(0.75, 0.3))
+    long_video = long_clip(tmp_path / "long.mp4")
     config = write_config(tmp_path / "server.toml", {"cfg": closed_port_url()})
     args = ["--model", str(tiny_checkpoint), "--data-dir", str(data), "--config", str(config),
             "--torch-threads", "1", "--stride", "4"]
@@ -71,7 +69,7 @@ async def test_kill_9_during_a_job_and_event_writes_loses_nothing_finished(
                     closed = [e for e in events.values() if e["state"] == "closed"]
                     return events if closed and any(e["state"] == "open" for e in events.values()) else None
                 await until(events_written, 60, "the camera stored a closed event and has an open one")
-                cut_id = (await submit_job(session, base, long_clip, annotate="false"))["id"]
+                cut_id = (await submit_job(session, base, long_video, annotate="false"))["id"]
 
                 async def cut_running():  # type: ignore[no-untyped-def]
                     status, body = await get_json(session, f"{base}/api/jobs/{cut_id}")
@@ -125,7 +123,7 @@ async def test_kill_9_during_a_job_and_event_writes_loses_nothing_finished(
                 assert integrity(db) == "ok", db
 
 
-@pytest.mark.parametrize("rounds", [3])
+@pytest.mark.parametrize("rounds", [2])
 async def test_kill_9_at_random_moments_of_event_writes_leaves_a_consistent_store(
         rounds: int, tiny_checkpoint: Path, cli_env: dict[str, str], tmp_path: Path) -> None:
     """Killed again and again while a camera writes events: no stored event is ever lost or half-written (each

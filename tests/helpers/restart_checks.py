@@ -10,6 +10,8 @@ from typing import Any
 import aiohttp
 import numpy as np
 
+from har_stream.synthetic import write_motion_clip
+from tests.helpers.clips import CHANGE_SCRIPT
 from tests.helpers.rtsp_server import motion_loop
 
 TEMP_MARKS = (".part", ".tmp")
@@ -29,6 +31,11 @@ def write_config(path: Path, cameras: dict[str, str] | None = None) -> Path:
 def changing_frames() -> np.ndarray:
     """A loop of two actions the tiny model knows, so a camera on it opens and closes events every few seconds."""
     return np.concatenate([motion_loop("moving left", frames=32), motion_loop("holding still", frames=32)])
+
+
+def long_clip(path: Path) -> Path:
+    """115 s of video (written in ≈ 2 s): a job on it is still running when a test stops the server."""
+    return write_motion_clip(path, CHANGE_SCRIPT * 36, seed=3, speed=0.4, start=(0.75, 0.3))
 
 
 def integrity(path: Path) -> str:

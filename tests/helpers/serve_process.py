@@ -83,8 +83,10 @@ class ServeProcess:
                 try:
                     async with session.get(f"{self.url}/api/models") as response:
                         body = await response.json()
-                        if next(m for m in body["models"] if m["name"] == body["default"])["status"] == "ready":
+                        state = next(m for m in body["models"] if m["name"] == body["default"])["status"]
+                        if state == "ready":
                             return
+                        assert state != "error", f"the default model failed to load:\n{self.log}"
                 except aiohttp.ClientError:
                     pass
             await asyncio.sleep(0.1)
