@@ -19,6 +19,9 @@ The run-time limit (``max_job_s``) is checked on an in-process app (a limit of 1
 from __future__ import annotations
 
 import asyncio
+import shutil
+import ssl
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +30,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from yarl import URL
 
 from har_stream.synthetic import write_motion_clip
@@ -530,8 +534,52 @@ async def test_https_connect_is_checked_host_by_host(corpus: Corpus) -> None:
     assert corpus.forbidden.requests == []
 
 
+@pytest.mark.usefixtures("one_torch_thread")
+async def test_https_job_is_fetched_through_the_guard_and_its_redirects_checked(
+        tiny_checkpoint: Path, change_clip: Path, tmp_path: Path) -> None:
+    """FFmpeg reaches https:// through the guard with CONNECT; a redirect to https://169.254.169.254/ is a new
+    CONNECT, refused. An in-process server, so the HTTPS server's port can be the one in ``allow_hosts``."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a self-signed certificate")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(tmp_path / "key.pem"),
+                    "-out", str(tmp_path / "cert.pem"), "-days", "1", "-subj", "/CN=127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    site_app = web.Application()
+
+    async def clip(_: web.Request) -> web.FileResponse:
+        return web.FileResponse(change_clip)
+
+    async def to_metadata(_: web.Request) -> web.Response:
+        raise web.HTTPFound("https://169.254.169.254/latest/meta-data/x.mp4")
+
+    site_app.router.add_get("/clip.mp4", clip)
+    site_app.router.add_get("/to-metadata.mp4", to_metadata)
+    runner = web.AppRunner(site_app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        config = jobs_config(tiny_checkpoint, tmp_path, allow_hosts=(f"127.0.0.1:{port}",))
+        async with jobs_client(config) as client:
+            good = await client.post("/api/jobs", json={"url": f"https://127.0.0.1:{port}/clip.mp4", "annotate": False})
+            bad_one = await client.post("/api/jobs", json={"url": f"https://127.0.0.1:{port}/to-metadata.mp4"})
+            assert good.status == 202 and bad_one.status == 202
+            done = await finished(client, (await good.json())["id"])
+            assert done["state"] == "done", done
+            check_labels_and_boundary(done["result"], stride=STRIDE)
+            refused = await finished(client, (await bad_one.json())["id"])
+            assert refused["state"] == "failed" and "refusing to follow the fetch to 169.254.169.254:443" in \
+                refused["error"], refused
+    finally:
+        await runner.cleanup()
+
+
 # -- limits that need their own server -----------------------------------------------------------------------
 
+@pytest.mark.usefixtures("one_torch_thread")
 async def test_a_job_over_the_run_time_limit_is_stopped_and_failed(tiny_checkpoint: Path, tmp_path: Path) -> None:
     long_clip = write_motion_clip(tmp_path / "long.mp4", CHANGE_SCRIPT * 40, seed=3, speed=0.4, start=(0.75, 0.3))
     config = jobs_config(tiny_checkpoint, tmp_path, max_job_s=1.0)
