@@ -90,12 +90,16 @@ async def test_every_route_refuses_a_missing_or_wrong_token_and_accepts_the_righ
 
 async def test_websockets_need_the_token_too(server: LiveServer) -> None:
     _, session_value, _ = await login_cookie(server)
-    url = server.url + "/api/streams/ws"
+    sockets = sorted({r.resource.canonical for r in server.app.router.routes()
+                      if r.resource is not None and r.resource.canonical.endswith("/ws")})
+    assert {"/api/jobs/{id}/ws", "/api/streams/ws"} <= set(sockets)  # and any added later
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
-        for headers in ({}, {"Authorization": "Bearer nope"}, {"Cookie": f"{SESSION_COOKIE}=nope"}):
-            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
-                await session.ws_connect(url, headers=headers)
-            assert refused.value.status == 401
+        for path in sockets:
+            for headers in ({}, {"Authorization": "Bearer nope"}, {"Cookie": f"{SESSION_COOKIE}=nope"}):
+                with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                    await session.ws_connect(server.url + fill(path), headers=headers)
+                assert refused.value.status == 401, (path, headers)
+        url = server.url + "/api/streams/ws"
         for headers in ({"Authorization": f"Bearer {TOKEN}"}, {"Cookie": f"{SESSION_COOKIE}={session_value}"}):
             async with session.ws_connect(url, headers=headers) as ws:
                 assert (await ws.receive_json(timeout=10))["streams"] == []
