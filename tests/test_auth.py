@@ -36,8 +36,7 @@ def config(tmp_path: Path, checkpoint: Path, **kw: Any) -> ServerConfig:
 
 @pytest.fixture
 async def server(tiny_checkpoint: Path, tmp_path: Path) -> AsyncIterator[LiveServer]:
-    async with live_server(config(tmp_path, tiny_checkpoint, token=TOKEN, auth_max_failures=1000),
-                           wait_for_default=False) as live:
+    async with live_server(config(tmp_path, tiny_checkpoint, token=TOKEN, auth_max_failures=1000)) as live:
         yield live
 
 
@@ -127,8 +126,7 @@ async def test_login_sets_a_strict_httponly_cookie_and_logout_drops_it(server: L
 
 
 async def test_wrong_tokens_are_rate_limited_per_address(tiny_checkpoint: Path, tmp_path: Path) -> None:
-    async with live_server(config(tmp_path, tiny_checkpoint, token=TOKEN, auth_max_failures=3),
-                           wait_for_default=False) as live:
+    async with live_server(config(tmp_path, tiny_checkpoint, token=TOKEN, auth_max_failures=3)) as live:
         _, session_value, _ = await login_cookie(live)  # a session taken before the attack
         async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
             async def get(headers: dict[str, str]) -> aiohttp.ClientResponse:
@@ -171,7 +169,7 @@ def test_the_failure_limit_forgets_old_failures_and_bounds_its_memory() -> None:
 
 async def test_cross_site_requests_and_websockets_are_refused(tiny_checkpoint: Path, tmp_path: Path) -> None:
     """No token (loopback, the default): another site's page still cannot POST or open a websocket."""
-    async with live_server(config(tmp_path, tiny_checkpoint), wait_for_default=False) as live:
+    async with live_server(config(tmp_path, tiny_checkpoint)) as live:
         evil = {"Origin": "http://evil.example"}
         async with live.session.post(live.url + "/api/jobs/0123456789abcdef/cancel", headers=evil) as reply:
             assert reply.status == 403 and "refused a POST from a page of http://evil.example" in \
@@ -200,8 +198,7 @@ async def test_cross_site_requests_and_websockets_are_refused(tiny_checkpoint: P
 
 async def test_cors_only_for_configured_origins(tiny_checkpoint: Path, tmp_path: Path) -> None:
     dash = "https://dash.example:8443"
-    async with live_server(config(tmp_path, tiny_checkpoint, token=TOKEN, cors_origins=(dash,)),
-                           wait_for_default=False) as live:
+    async with live_server(config(tmp_path, tiny_checkpoint, token=TOKEN, cors_origins=(dash,))) as live:
         preflight = {"Origin": dash, "Access-Control-Request-Method": "POST",
                      "Access-Control-Request-Headers": "authorization, content-type"}
         async with live.session.options(live.url + "/api/jobs", headers=preflight) as reply:

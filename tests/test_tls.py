@@ -44,7 +44,7 @@ async def test_https_and_wss_with_a_self_signed_certificate(certificate: tuple[P
     config = ServerConfig(model=str(tiny_checkpoint), offline=True, home=tmp_path / "home", data_dir=tmp_path / "d",
                           port=8443, token=TOKEN, tls_cert=cert, tls_key=key)
     assert config.url == "https://127.0.0.1:8443"
-    async with live_server(config, wait_for_default=False) as live:
+    async with live_server(config) as live:
         assert live.url.startswith("https://127.0.0.1:")
         trusted = client_context(cert)
         async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
