@@ -137,7 +137,8 @@ class ServerCollector(Collector):
             for name in PEER_STATES:
                 state.add_metric([*key, name], 1.0 if peer["state"] == name else 0.0)
             model.add_metric([*key, str(peer["model"])], 1.0)
-        for camera in self.streams.list():
+        cameras = self.streams.list()
+        for camera in cameras:
             key = ["camera", str(camera["name"])]
             frames.add_metric(key, camera["frames"])
             dropped.add_metric(key, camera["dropped"])
@@ -152,7 +153,7 @@ class ServerCollector(Collector):
         yield from (frames, dropped, fps, state, model, windows, reconnects)
         yield GaugeMetricFamily("har_peers", "WebRTC peers connected", value=len(self.peers))
         yield GaugeMetricFamily("har_peers_max", "Most peers at once (max_peers)", value=self.peers.max_peers)
-        yield GaugeMetricFamily("har_cameras", "Cameras watched", value=len(self.streams.list()))
+        yield GaugeMetricFamily("har_cameras", "Cameras watched", value=len(cameras))
 
     # -- models, batchers, the watchdog ---------------------------------------------------------------------
 

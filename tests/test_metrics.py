@@ -19,6 +19,7 @@ from har_stream.synthetic import write_motion_clip
 from server.config import ServerConfig
 from tests.helpers.metrics import Scrape, scrape
 from tests.helpers.rtsp_server import RtspServer, motion_loop
+from tests.helpers.tiny_clip import make_tiny_clip
 from tests.helpers.webhook_receiver import WebhookReceiver
 from tests.helpers.webrtc_client import LiveServer, live_server, wait_until
 
@@ -166,3 +167,28 @@ async def test_a_peers_drops_and_a_finished_job_are_counted(tiny_checkpoint: Pat
         assert done.value("har_jobs", state="queued") == 0 and done.value("har_jobs", state="running") == 0
         assert done.value("har_jobs_finished_total", state="failed") == 0
         assert_never_back([dropping, left, done])
+
+
+async def test_a_closed_clip_view_keeps_its_counts_in_its_models_totals(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """Free-text labels run on a CLIP view that closes with its last peer: its batches and label latencies stay
+    counted, so the per-model counters never go back."""
+    clip_dir = make_tiny_clip(tmp_path / "tiny-clip")
+    async with live_server(config(tiny_checkpoint, tmp_path, clip_model=str(clip_dir))) as server:
+        await server.models.wait_ready("clip", timeout=60)
+        peer = await server.connect(STILL, custom_labels=["waving", "clapping", "sitting down"])
+        view = {"model": "clip", "role": "clip-view"}
+        try:
+            await peer.wait_for("label", 3, timeout=30)
+            during = await until_scrape(server, lambda s: (s.get("har_label_latency_seconds_count", **view) or 0) >= 2)
+        finally:
+            await peer.close()
+        assert await wait_until(lambda: ("waving", "clapping", "sitting down") not in server.models.clip_label_sets,
+                                timeout=10), "the free-text view outlived its peer"
+        after = await scrape(server)
+        assert after.value("har_label_latency_seconds_count", **view) >= \
+            during.value("har_label_latency_seconds_count", **view)
+        for kind in ("encode", "classify"):
+            key = {**view, "batcher": kind}
+            assert after.value("har_batcher_batches_total", **key) >= during.value("har_batcher_batches_total", **key)
+            assert after.get("har_batcher_queue_depth", **key) is None  # no view serves now: no gauge
+        assert_never_back([during, after])
