@@ -274,8 +274,11 @@ class StreamManager:
             spec = replace(spec, model=lease.model)  # the default now, even if the default changes later
         camera = self._launch(spec, "api")  # takes the name before the await below
         try:
-            await self.store.put(spec)
-        except BaseException:
+            # shielded: a client hanging up now must not leave a stored camera that is not watched
+            await asyncio.shield(self.store.put(spec))
+        except asyncio.CancelledError:
+            raise  # the write goes on and the camera stays added, as if the answer had been read
+        except Exception:  # not stored (a full disk, say): not watched either
             if self._cameras.get(spec.name) is camera:
                 self._detach(spec.name)
             raise

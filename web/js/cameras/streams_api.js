@@ -17,7 +17,7 @@ export function addStream(spec) {
   return requestJson("/api/streams", { method: "POST", body: spec });
 }
 
-/** Stop watching a camera (→ {deleted: name}). */
+/** Stop watching a camera and forget it (→ 202 {deleted: name} at once; it stops in the background, and its name is 409 until it has). */
 export function deleteStream(name) {
   return requestJson(cameraPath(name), { method: "DELETE" });
 }
