@@ -71,14 +71,16 @@ async def analyse(spec: str, worker: ModelWorker, *, settings: StreamSettings = 
                   fallback: ClipFallback | None = None, model_ref: ModelRef | None = None,
                   progress: ProgressCallback | None = None, progress_every: float = 0.25,
                   video_url: str | None = None,
-                  resolver: Callable[[str], ResolvedMedia] | None = None) -> AnalysisResult:
+                  resolver: Callable[[str], ResolvedMedia] | None = None,
+                  hwdecode: str = "none") -> AnalysisResult:
     """Analyse a file path or URL with an already started ``worker``; returns the full result.
 
-    ``resolver`` turns an http(s) URL into media instead of the default (yt-dlp for pages)."""
+    ``resolver`` turns an http(s) URL into media instead of the default (yt-dlp for pages); ``hwdecode`` asks
+    for NVDEC (``sources/hwdecode.py``)."""
     info_model = worker.info
     sample_fps = settings.fps or info_model.fps
     source = open_source(spec, sample_fps=sample_fps, prepare=worker.preparer(),
-                         policy="block", resolver=resolver)
+                         policy="block", resolver=resolver, hwdecode=hwdecode)
     collector = SegmentCollector()
     started = time.monotonic()
     async with source:

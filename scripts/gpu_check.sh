@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# The one prepared GPU check: runs the train/eval and engine tests on the GPU, measures CNN-LSTM training
-# throughput (clips/s) on a synthetic dataset, then the engine's capacity (`har-stream bench gpu`: injected live
-# streams of the CNN-LSTM and of S3D) and a short `bench offline --device cuda`, and writes everything to one
-# folder.
+# The one prepared GPU check: runs the train/eval and engine tests on the GPU (tests/test_cuda.py: frames resized
+# on the card, CLIP on its own stream, --compile with CUDA graphs, channels_last_3d, fp16/bf16 labels), measures
+# CNN-LSTM training throughput (clips/s) on a synthetic dataset, then the engine's capacity (`har-stream bench
+# gpu`: injected live streams of the CNN-LSTM and of S3D), each eager and with --compile side by side, and a short
+# `bench offline --device cuda` both ways, and writes everything to one folder.
 #
 #   scripts/gpu_check.sh [OUT_DIR]          default OUT_DIR: $OUT if set (the device machine), else
 #                                           test-artifacts/gpu-check
 #   HAR_STREAM_TEST_DEVICE=cpu scripts/gpu_check.sh /tmp/check    the same on a CPU (to try the script here)
 #
 # Results: OUT_DIR/env.txt (card, driver, versions), OUT_DIR/tests.log (pytest), OUT_DIR/throughput.json and
-# OUT_DIR/throughput.txt, OUT_DIR/gpu-cnn-lstm.{json,txt}, OUT_DIR/gpu-s3d.{json,txt}, OUT_DIR/offline.{json,txt}.
+# OUT_DIR/throughput.txt, OUT_DIR/gpu-cnn-lstm.{json,txt}, OUT_DIR/gpu-s3d.{json,txt}, OUT_DIR/offline.{json,txt},
+# the same three with -compile appended (--compile), and OUT_DIR/compile-side-by-side.json (eager vs compiled).
 # HAR_STREAM_GPU_SWEEP / HAR_STREAM_GPU_S3D_SWEEP set the stream counts tried (defaults below). Exit status: non-zero when a test failed or the measurement could not run.
 #
 # Python: $PYTHON, else .venv/bin/python when it exists, else python3 (the GPU machines' python3 holds a CUDA
@@ -61,7 +63,9 @@ set +e
 "$PY" -m pytest -p no:cacheprovider -q -rs \
     tests/test_eval_metrics.py tests/test_train_augment.py tests/test_train_resume.py tests/test_train_eval_cli.py \
     tests/test_train_pretrained.py tests/test_eval_models.py tests/test_datasets.py \
-    tests/test_precision.py tests/test_adaptive_stride.py tests/test_model_parity.py tests/test_cuda.py 2>&1 | tee "$RESULTS/tests.log"
+    tests/test_precision.py tests/test_adaptive_stride.py tests/test_model_parity.py tests/test_cuda.py \
+    tests/test_device_prepare.py tests/test_compile.py tests/test_clip_stream.py tests/test_memory_format.py \
+    tests/test_hwdecode.py 2>&1 | tee "$RESULTS/tests.log"
 [[ ${PIPESTATUS[0]} -eq 0 ]] || status=1
 set -e
 
@@ -136,9 +140,35 @@ bench() {  # NAME ARGS...: har-stream bench ARGS, its output in NAME.txt and its
     [[ ${PIPESTATUS[0]} -eq 0 ]] || status=1
 }
 set +e
-bench gpu-cnn-lstm gpu --device "$DEVICE" --seconds 10 --sweep "${HAR_STREAM_GPU_SWEEP:-${GPU_SWEEP_DEFAULT:-100,250,500,750}}"
-bench gpu-s3d gpu --device "$DEVICE" --model s3d --seconds 10 --sweep "${HAR_STREAM_GPU_S3D_SWEEP:-${GPU_S3D_SWEEP_DEFAULT:-30,60,120}}"
-bench offline offline --device "$DEVICE" --repeats 1
+# Each eager, then with --compile (reduce-overhead: CUDA graphs), side by side on the same warm card.
+for compile in "" "--compile"; do
+    suffix=${compile:+-compile}
+    bench "gpu-cnn-lstm$suffix" gpu --device "$DEVICE" --seconds 10 $compile \
+        --sweep "${HAR_STREAM_GPU_SWEEP:-${GPU_SWEEP_DEFAULT:-100,250,500,750}}"
+    bench "gpu-s3d$suffix" gpu --device "$DEVICE" --model s3d --seconds 10 $compile \
+        --sweep "${HAR_STREAM_GPU_S3D_SWEEP:-${GPU_S3D_SWEEP_DEFAULT:-30,60,120}}"
+    bench "offline$suffix" offline --device "$DEVICE" --repeats 1 $compile
+done
+"$PY" - "$RESULTS" <<'PYEOF' || status=1
+import json, sys
+from pathlib import Path
+results = Path(sys.argv[1])
+def figures(name):
+    path = results / f"{name}.json"
+    if not path.is_file():
+        return None
+    f = json.loads(path.read_text())["figures"]
+    keep = ("streams_sustained", "compiled", "compile_mode", "compile_s", "compile_failure", "precision", "runtime")
+    out = {k: f.get(k) for k in keep if k in f}
+    if "engine" in f:
+        out["engine_realtime"] = f["engine"].get("realtime") if isinstance(f["engine"], dict) else None
+        out["ratio_engine_over_naive"] = f.get("ratio_engine_over_naive")
+    return out
+side = {name: {"eager": figures(name), "compile": figures(f"{name}-compile")}
+        for name in ("gpu-cnn-lstm", "gpu-s3d", "offline")}
+(results / "compile-side-by-side.json").write_text(json.dumps(side, indent=1) + "\n")
+print(json.dumps(side, indent=1))
+PYEOF
 set -e
 echo "gpu_check: results in $RESULTS (status $status)"
 exit $status

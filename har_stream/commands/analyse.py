@@ -77,6 +77,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="write the video with the current action burned in")
     p.add_argument("--progress", choices=("auto", "on", "off"), default="auto",
                    help="progress bar on stderr (auto: when stderr is a terminal)")
+    p.add_argument("--hwdecode", choices=("auto", "none", "cuda"), default="none",
+                   help="decode on the GPU (NVDEC, through PyAV's hardware decoding): auto = when FFmpeg and a CUDA "
+                        "device allow it; cuda = ask for it, software decoding with a logged reason when it cannot "
+                        "start (default: none)")
     p.set_defaults(func=run)
 
 
@@ -125,7 +129,8 @@ class ProgressBar:
 
 
 async def analyse_with(models: LoadedModels, spec: str, settings: StreamSettings, clip_threshold: float,
-                       progress: ProgressBar | None = None, precision: str = "auto") -> AnalysisResult:
+                       progress: ProgressBar | None = None, precision: str = "auto",
+                       hwdecode: str = "none") -> AnalysisResult:
     """Run one offline analysis with freshly started workers (the CLI's whole lifetime)."""
     from ..analyse import analyse
     from ..fallback import ClipFallback
@@ -135,13 +140,14 @@ async def analyse_with(models: LoadedModels, spec: str, settings: StreamSettings
     batching = BatchSettings(max_batch=32, max_wait_ms=5.0, precision=precision)
     async with ModelWorker(models.primary, batching) as worker:
         if models.fallback is None:
-            return await analyse(spec, worker, settings=settings, model_ref=models.ref, progress=progress)
+            return await analyse(spec, worker, settings=settings, model_ref=models.ref, progress=progress,
+                                 hwdecode=hwdecode)
         prepare = FramePreparer.for_model(models.fallback.info)
         clip_batching = BatchSettings(max_batch=8, precision=precision)
         async with ModelWorker(models.fallback, clip_batching, prepare=prepare) as clip_worker:
             fallback = ClipFallback(clip_worker, clip_threshold, cache_frames=4 * settings.window)
             return await analyse(spec, worker, settings=settings, fallback=fallback, model_ref=models.ref,
-                                 progress=progress)
+                                 progress=progress, hwdecode=hwdecode)
 
 
 def compiled_models(models: LoadedModels, enabled: bool) -> LoadedModels:
@@ -174,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
     bar = ProgressBar(args.progress == "on" or (args.progress == "auto" and sys.stderr.isatty()))
     try:
         result = asyncio.run(analyse_with(models, args.input, settings, choice.clip_threshold, bar,
-                                          precision=args.precision))
+                                          precision=args.precision, hwdecode=args.hwdecode))
     finally:
         bar.close()
     from ..export import format_timeline, terminal_width, write_csv, write_json

@@ -36,6 +36,7 @@ from ..errors import InputError, NotVideoError, SourceUnreachableError
 from ..frame_queue import Policy
 from ..types import SourceInfo
 from .base import Prepare, ThreadedSource
+from .hwdecode import check_hwdecode, open_decoding
 from .pacing import Pacer
 from .resolve import ResolvedMedia
 from .urls import redact
@@ -63,7 +64,11 @@ class AvSource(ThreadedSource):
         options: Mapping[str, str] | None = None,
         resolver: Callable[[str], ResolvedMedia] | None = None,
         realtime: bool = False,
+        hwdecode: str = "none",  # NVDEC: none, auto, cuda (hwdecode.py)
     ) -> None:
+        check_hwdecode(hwdecode)
+        self._hwdecode = hwdecode
+        self.decoding = "software"  # once open: "cuda (NVDEC)", or "software (why not NVDEC)"
         self.spec = os.fspath(url_or_path)
         self.shown = redact(self.spec)  # what messages and SourceInfo say: never the URL's credentials
         parts = urlsplit(self.spec)
@@ -98,7 +103,8 @@ class AvSource(ThreadedSource):
         target, options, live = self._target()
         started = time.monotonic()
         try:
-            container = av.open(target, options=options, timeout=(self._open_timeout, self._read_timeout))
+            container, self.decoding = open_decoding(target, options=options, hwdecode=self._hwdecode, name=self.shown,
+                                                     timeout=(self._open_timeout, self._read_timeout))
         except (av.FFmpegError, OSError) as exc:
             raise self._open_error(exc, time.monotonic() - started) from exc
         self._container = container
