@@ -3,8 +3,10 @@ HTTP(S) camera (redirects, HLS segments, a page's media) checked by its own ``Gu
 
 Cameras use the camera policy (``AddressPolicy.for_cameras``): LAN and loopback are allowed, since cameras
 live there; link-local (cloud metadata), unspecified, multicast and reserved addresses are refused unless
-``--allow-private-urls`` or ``allow_hosts``. RTSP/RTMP/SRT cameras are checked at the first hop only: FFmpeg
-resolves their names itself at each reconnect, and RTSP redirects inside FFmpeg are not seen (docs/security.md).
+``--allow-private-urls`` or ``allow_hosts``. RTSP/RTMP/SRT cameras have no proxy: their host is checked again
+at every (re)connect, just before FFmpeg resolves it itself, so a name that changes its answer is caught at the
+next reconnect but not in the moment between the two lookups; RTSP redirects inside FFmpeg are not seen
+(docs/security.md).
 """
 
 from __future__ import annotations
@@ -13,12 +15,12 @@ import asyncio
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
-from har_stream.errors import InputError
+from har_stream.errors import InputError, SourceUnreachableError
 from har_stream.sources import ResolvedMedia, is_direct_media_url, resolve_url
 
 from .config import ServerConfig
 from .fetch_proxy import GuardProxy
-from .url_guard import AddressPolicy, check_url, parse_allowed_hosts
+from .url_guard import AddressPolicy, PrivateAddressError, check_url, parse_allowed_hosts
 
 Resolver = Callable[[str], ResolvedMedia]
 
@@ -48,8 +50,10 @@ class CameraGuard:
 
     async def start(self) -> tuple[dict[str, str], Resolver | None]:
         await check_camera_url(self.url, self.policy)
-        if not self.policy.checks or urlsplit(self.url).scheme.lower() not in ("http", "https"):
+        if not self.policy.checks:
             return {}, None
+        if urlsplit(self.url).scheme.lower() not in ("http", "https"):
+            return {}, self._recheck
         self.proxy = await GuardProxy(self.policy, f"camera {self.name}").__aenter__()
         options = self.proxy.ffmpeg_options()
         proxy_url, policy = self.proxy.url, self.policy
@@ -61,6 +65,16 @@ class CameraGuard:
             check_url(media.url, policy)
             return media
         return options, resolve
+
+    def _recheck(self, url: str) -> ResolvedMedia:
+        """RTSP/RTMP/SRT: the host checked again at each (re)connect (the decode thread; blocking DNS)."""
+        try:
+            check_url(url, self.policy, syntax=False)
+        except PrivateAddressError as err:
+            raise SourceUnreachableError(str(err)) from None  # the camera says why, and retries later
+        except InputError:
+            pass  # a name that does not resolve now: FFmpeg says so in its own words
+        return ResolvedMedia(url=url, title=None, is_live=True)
 
     def refusal(self) -> str | None:
         """Why the newest refused hop was refused (shown while the camera is not live)."""

@@ -500,6 +500,21 @@ def test_allow_hosts_entries() -> None:
             ServerConfig(allow_hosts=(bad_entry,))
 
 
+async def test_rtsp_camera_host_is_checked_again_at_each_connect() -> None:
+    """No proxy for RTSP: the camera's resolver checks the host at every (re)connect, so a name that now
+    answers a link-local address is refused there (shown as the camera's error, retried later)."""
+    from har_stream.errors import SourceUnreachableError
+    from server.camera_guard import CameraGuard
+
+    guard = CameraGuard("rtsp://127.0.0.1:8554/cam", AddressPolicy.for_cameras(False), "cam")
+    options, resolver = await guard.start()
+    assert options == {} and resolver is not None
+    assert resolver("rtsp://127.0.0.1:8554/cam").is_live
+    with pytest.raises(SourceUnreachableError, match="refusing to fetch .*link-local"):
+        resolver("rtsp://169.254.169.254:554/cam")  # what the same name might resolve to at the next reconnect
+    await guard.aclose()
+
+
 # -- https: the guard checks CONNECT (the proxy never sees inside TLS, so each host is checked as it is asked for)
 
 async def _through_proxy(proxy: GuardProxy, request: bytes, then: bytes = b"") -> bytes:

@@ -8,8 +8,9 @@
   streams direct files (Range reads) and HLS itself, and skipping yt-dlp saves its ≈0.5 s page probe;
 * any other ``http(s)://`` URL is a page → resolved by yt-dlp (in the decode thread, during ``open()``),
   then streamed by ``AvSource`` with the headers yt-dlp gives;
-* a ``resolver`` given by the caller decides for every http(s) URL (the server's jobs resolve first, to vet
-  the address the media really comes from).
+* a ``resolver`` given by the caller decides for every http(s) and live-scheme URL, at every open: the
+  server's jobs resolve first, to vet the address the media really comes from, and its cameras check their
+  host again at each reconnect.
 
 Nothing is downloaded whole first.
 """
@@ -56,7 +57,7 @@ def open_source(spec: str | os.PathLike[str], **kw: Any) -> FrameSource:
     """The right (unopened) source for a path or URL; ``kw`` go to ``AvSource`` (sample_fps, prepare, ...)."""
     spec = os.fspath(spec)
     scheme = urlsplit(spec).scheme.lower()
-    if scheme in ("http", "https") and kw.get("resolver") is not None:  # the caller resolves (e.g. vetted)
+    if (scheme in ("http", "https") or scheme in LIVE_SCHEMES) and kw.get("resolver") is not None:  # caller's
         return AvSource(spec, **kw)
     kw.pop("resolver", None)
     if len(scheme) <= 1 or scheme == "file" or scheme in LIVE_SCHEMES or is_direct_media_url(spec):
