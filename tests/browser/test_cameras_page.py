@@ -157,7 +157,7 @@ def test_a_camera_added_on_the_page_plays_live_with_labels_and_its_events_list(
     assert tile["reconnects"] == "0 reconnects", tile
     assert tile["url"] == rtsp_camera.url_without_credentials, tile
     page.wait_for_function(f"document.querySelector('[data-testid=add-status]').textContent === "
-                           f"'Added {NAME}: it is live.'", timeout=10_000)  # the line follows the camera
+                           f"'Added {NAME}: it went live.'", timeout=10_000)  # the line follows the camera
 
     # The relayed video really plays: frames decode (readyState ≥ 2), its clock advances, new frames show.
     page.wait_for_function(f"(() => {{ const v = document.querySelector('{TILE} [data-testid=camera-video]');"

@@ -89,7 +89,7 @@ export class AddCameraForm {
   follow(camera) {
     if (!this.added || camera.name !== this.added) return;
     if (camera.state === "live") {
-      this.say(`Added ${camera.name}: it is live.`);
+      this.say(`Added ${camera.name}: it went live.`); // past tense: it stays true if the camera drops later
       this.added = null;
     } else if (camera.error || camera.state === "failed" || camera.state === "stopped") {
       this.say("");
