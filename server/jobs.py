@@ -195,6 +195,8 @@ class JobManager:
             if options.model is None and options.labels is None and options.custom_labels is None:
                 options = replace(options, model=lease.model)  # the default now, even if it changes later
             record = JobRecord(id=job_id, state="queued", created=time.time(), source=source, options=options)
+            if source.kind == "upload":  # on disk before the 202 promises it will run, even after a power cut
+                await asyncio.to_thread(sync_files, [self.store.job_dir(job_id) / source.ref])
             await self.store.put(record)
             self._active[job_id] = record
             self._pending.append(job_id)  # the reserved place becomes a queued job, with no await between
