@@ -306,7 +306,9 @@ export class CameraTile {
     const button = this.el.remove;
     if (button.dataset.confirm !== "yes") {
       button.dataset.confirm = "yes";
-      button.textContent = `Remove ${this.name}?`;
+      // a config-file camera comes back when the server restarts; one added here is forgotten for good
+      button.textContent = this.camera?.origin === "config" ? `Stop ${this.name} until the next restart?`
+        : `Remove ${this.name}?`;
       clearTimeout(this.confirmTimer);
       this.confirmTimer = setTimeout(() => this.resetRemove(), CONFIRM_MS);
       return;
