@@ -187,8 +187,9 @@ def check_live_url(url: str) -> str:
     shown = redact(url)
     scheme = urlsplit(url).scheme.lower()
     if len(scheme) <= 1 or scheme == "file":
-        raise InputError(f"{shown} is not a stream URL; give an rtsp://, rtsps://, rtmp://, srt:// or http(s):// "
-                         "URL (analyse files with `har-stream analyse`)")
+        raise InputError(f"{shown} is not a stream URL but a file: analyse it as a job (`har-stream analyse`, or "
+                         "the server's analyse page); to watch a stream give an rtsp://, rtsps://, rtmp://, srt:// "
+                         "or http(s):// URL")
     if scheme not in LIVE_URL_SCHEMES:
         raise InputError(f"unsupported URL scheme {scheme!r} in {shown}; give an rtsp://, rtsps://, rtmp://, "
                          "srt:// or http(s):// URL")
