@@ -174,6 +174,7 @@ class AvSource(ThreadedSource):
         if self._container is not None:
             self._container.close()
             self._container = None
+        self._stream = None  # its codec context holds the decoder's threads until it is freed (the soak test saw them)
 
     # -- helpers --------------------------------------------------------------------------------------
 
