@@ -129,3 +129,9 @@ def private_data_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None
             os.environ.pop("XDG_DATA_HOME", None)
         else:
             os.environ["XDG_DATA_HOME"] = saved
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--soak-minutes", type=float, default=None, metavar="MINUTES",
+                     help="run tests/test_soak.py's soak for this long (default: $HAR_STREAM_SOAK_MINUTES, else "
+                          "the short CI run of about 90 s); give --timeout 0 or one long enough")
