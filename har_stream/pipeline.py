@@ -86,6 +86,13 @@ async def offer(queue: asyncio.Queue, item: object, policy: Policy) -> int:
     return put_drop_oldest(queue, item)
 
 
+MAX_FAILED_IN_A_ROW = 3  # live: model calls that raised, one after another, before the stream fails
+
+
+class WorkerStoppedError(RuntimeError):
+    """The worker a running stream uses was closed under it: the stream stops (see ``_answer``)."""
+
+
 @dataclass
 class StreamStats:
     frames: int = 0
@@ -93,6 +100,7 @@ class StreamStats:
     refined: int = 0
     fallback_dropped: int = 0
     stalled: int = 0  # live windows given up because their model call stalled (the inference watchdog)
+    failed: int = 0  # live windows given up because their model call raised
 
 
 class StreamPipeline:
@@ -108,6 +116,8 @@ class StreamPipeline:
         self.fallback = fallback
         self.labels = worker.info.labels
         self.stats = StreamStats()
+        self._failed_in_a_row = 0  # live: failed model calls (not windows) since a window was last answered
+        self._last_failure: BaseException | None = None  # a batch's callers all get the same exception
         self.smoother = Smoother(self.labels, settings.smoothing, settings.hysteresis)
         self.stride_control: AdaptiveStride | None = None  # made in run(), once the sampling rate is known
         self._scheduler: WindowScheduler | None = None
@@ -190,7 +200,7 @@ class StreamPipeline:
         while (window := await windows.get()) is not None:
             try:
                 features = await self._answer(asyncio.gather(*(s.feature for s in window.slots)))
-            except InferenceStalledError as err:
+            except Exception as err:  # noqa: BLE001 - a failed model call: _give_up decides
                 self._give_up(err)
                 continue
             submitted = time.monotonic()
@@ -206,9 +216,10 @@ class StreamPipeline:
                        refine: asyncio.Queue[Window | None]) -> None:
         try:
             probs = await self._answer(answer)
-        except InferenceStalledError as err:
+        except Exception as err:  # noqa: BLE001 - a failed model call: _give_up decides
             self._give_up(err)
             return
+        self._failed_in_a_row = 0
         if self.stride_control is not None and self._scheduler is not None:
             self._scheduler.stride = self.stride_control.observe(time.monotonic() - submitted)
         prediction = top_prediction(probs, self.labels, self.primary_source)
@@ -223,19 +234,33 @@ class StreamPipeline:
         while (window := await refine.get()) is not None:
             try:
                 probs = await self._answer(self.fallback.refine(self.name, window))
-            except InferenceStalledError as err:
+            except Exception as err:  # noqa: BLE001 - a failed model call: _give_up decides
                 self._give_up(err)
                 continue
             prediction = top_prediction(probs, self.labels, "clip")
             self.stats.refined += 1
             self._emit(window, prediction, prediction.label, probs, refines=window.index)
 
-    def _give_up(self, err: InferenceStalledError) -> None:
-        """A window whose model call stalled: a live stream skips it and goes on with the next (which the model
-        answers once it is back); an offline run fails, since a result with holes would pass for complete."""
-        if not self.settings.live:
+    def _give_up(self, err: Exception) -> None:
+        """A window whose model call failed. A live stream skips it and goes on with the next: the call's batch
+        held other streams' windows too, and one bad call (out of memory, say) must not end them all. A model
+        that keeps failing still ends the stream, with its error, after ``MAX_FAILED_IN_A_ROW`` failed calls; a
+        stalled call never does (the model answers once it is back). An offline run fails at once, since a
+        result with holes would pass for complete."""
+        if not self.settings.live or isinstance(err, WorkerStoppedError):
             raise err
-        self.stats.stalled += 1
+        if isinstance(err, InferenceStalledError):
+            self.stats.stalled += 1
+            return
+        self.stats.failed += 1
+        if err is self._last_failure:  # the same failed call, met again in an overlapping window
+            return
+        self._last_failure = err
+        self._failed_in_a_row += 1
+        if self._failed_in_a_row >= MAX_FAILED_IN_A_ROW:
+            raise err
+        log.warning("stream %s: window given up, its model call failed (%s: %s); going on", self.name,
+                    type(err).__name__, err)
 
     async def _answer(self, pending: Awaitable[T]) -> T:
         """Await a worker's answer; a worker stopped under a running stream fails the stream, never hangs it.
@@ -250,8 +275,8 @@ class StreamPipeline:
             task = asyncio.current_task()
             if task is not None and task.cancelling():
                 raise
-            raise RuntimeError(f"stream {self.name}: a model worker was stopped while the stream was still "
-                               "running; stop streams before their workers") from None
+            raise WorkerStoppedError(f"stream {self.name}: a model worker was stopped while the stream was still "
+                                     "running; stop streams before their workers") from None
 
     def _emit(self, window: Window, prediction: Prediction, smoothed: str, probs: np.ndarray,
               refines: int | None) -> None:

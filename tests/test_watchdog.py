@@ -30,7 +30,8 @@ LIVE = StreamSettings(window=8, stride=2, live=True, window_queue=1, fallback_qu
 
 class StallingModel(VideoModel):
     """Feature = mean brightness. ``stall_next`` seconds: the next classify call sleeps that long (once);
-    ``fail_next``: the next classify call raises."""
+    ``fail_next``: the next classify call raises; ``fail_encode_next``: the next encode call raises;
+    ``fail_always``: every classify call raises."""
 
     def __init__(self) -> None:
         self.device = torch.device("cpu")
@@ -38,9 +39,14 @@ class StallingModel(VideoModel):
                               crop=(16, 16), mean=IMAGENET_MEAN, std=IMAGENET_STD, label_set="test")
         self.stall_next = 0.0
         self.fail_next = False
+        self.fail_encode_next = False
+        self.fail_always = False
         self.calls = 0
 
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        if self.fail_encode_next:
+            self.fail_encode_next = False
+            raise RuntimeError("poisoned encode")
         return frames.float().mean(dim=(1, 2, 3)).div(255.0).unsqueeze(1)
 
     def classify(self, windows: torch.Tensor) -> torch.Tensor:
@@ -48,7 +54,7 @@ class StallingModel(VideoModel):
         stall, self.stall_next = self.stall_next, 0.0
         if stall:
             time.sleep(stall)
-        if self.fail_next:
+        if self.fail_next or self.fail_always:
             self.fail_next = False
             raise ValueError("poisoned call")
         mean = windows.float().mean(dim=(1, 2)).unsqueeze(1)
@@ -196,3 +202,37 @@ async def test_closing_a_worker_does_not_wait_for_a_call_the_watchdog_gave_up_on
     started = time.monotonic()
     await worker.aclose()  # the rest of a shutdown goes on; the thread ends when its call returns
     assert time.monotonic() - started < 1.0
+
+
+@pytest.mark.parametrize("where", ["classify", "encode"])
+async def test_a_model_call_that_raises_costs_a_live_stream_its_windows_not_its_life(where: str) -> None:
+    model = StallingModel()
+    events: list[tuple[float, LabelEvent]] = []
+    async with ModelWorker(model, BatchSettings(max_batch=4, max_wait_ms=2.0, stall_s=5.0)) as worker:
+        pipeline = StreamPipeline("cam", grey_camera(seconds=4.0), worker, LIVE,
+                                  lambda e, _: events.append((time.monotonic(), e)))
+        task = asyncio.create_task(pipeline.run(FPS))
+        assert await wait_until(lambda: len(events) >= 3, timeout=10), "the stream never labelled"
+        if where == "classify":
+            model.fail_next = True
+        else:
+            model.fail_encode_next = True  # one frame's feature fails: every window holding it is given up
+        failed_at = time.monotonic()
+        await task  # runs to its end: no error
+
+    assert pipeline.stats.failed >= 1
+    batcher = worker.classifier if where == "classify" else worker.encoder
+    assert batcher.stats.failed == 1
+    assert len([e for t, e in events if t > failed_at + 0.5]) >= 5, "labels go on after the failed call"
+
+
+async def test_a_model_that_keeps_failing_ends_the_live_stream_with_its_error() -> None:
+    model = StallingModel()
+    model.fail_always = True
+    async with ModelWorker(model, BatchSettings(max_batch=4, max_wait_ms=2.0, stall_s=5.0)) as worker:
+        pipeline = StreamPipeline("cam", grey_camera(seconds=10.0), worker, LIVE, lambda e, _: None)
+        started = time.monotonic()
+        with pytest.raises(ValueError, match="poisoned call"):
+            await pipeline.run(FPS)
+    assert time.monotonic() - started < 5.0, "three failed calls end it, not the end of the camera"
+    assert pipeline.stats.windows == 0 and pipeline.stats.failed >= 2
