@@ -37,7 +37,7 @@ async def test_deleting_a_camera_stuck_on_a_silent_port_returns_at_once_and_free
             async with server.session.delete(server.url + "/api/streams/hung") as response:
                 took = time.monotonic() - sent
                 assert response.status == 202 and await response.json() == {"deleted": "hung"}
-            assert took < 1.5, f"DELETE took {took:.1f} s"  # ≈ 6 s when it waited for the teardown
+            assert took < 2.5, f"DELETE took {took:.1f} s"  # it waited for the teardown: 4 s here, ≈ 6 s by default
             assert (await server.get("/api/streams"))[1]["streams"] == []
             assert (await server.get("/api/streams/hung"))[0] == 404
             async with server.session.delete(server.url + "/api/streams/hung") as again:

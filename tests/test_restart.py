@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import random
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -19,7 +22,7 @@ from tests.helpers.rtsp_server import RtspServer, closed_port_url
 from tests.helpers.serve_process import ServeProcess
 
 
-async def until(check, timeout: float, what: str, interval: float = 0.2):  # type: ignore[no-untyped-def]
+async def until(check: Callable[[], Awaitable[Any]], timeout: float, what: str, interval: float = 0.2) -> Any:
     """Poll the coroutine function ``check`` until it returns something truthy; returns that."""
     deadline = time.monotonic() + timeout
     while True:
@@ -29,7 +32,7 @@ async def until(check, timeout: float, what: str, interval: float = 0.2):  # typ
         await asyncio.sleep(interval)
 
 
-async def downloads(session: aiohttp.ClientSession, base: str, job: dict) -> dict[str, str]:
+async def downloads(session: aiohttp.ClientSession, base: str, job: dict[str, Any]) -> dict[str, str]:
     """The sha256 of each file a finished job offers, by link name."""
     out = {}
     for link in ("media", "result_json", "result_csv", "annotated"):
@@ -56,7 +59,7 @@ async def test_kill_9_during_a_job_and_event_writes_loses_nothing_finished(
                     assert r.status == 201, await r.text()
                 done_id = (await submit_job(session, base, change_clip))["id"]
 
-                async def done_job():  # type: ignore[no-untyped-def]
+                async def done_job() -> Any:
                     status, body = await get_json(session, f"{base}/api/jobs/{done_id}")
                     assert body["state"] in ("queued", "running", "done"), body
                     return body if body["state"] == "done" else None
@@ -64,14 +67,14 @@ async def test_kill_9_during_a_job_and_event_writes_loses_nothing_finished(
                 files = await downloads(session, base, done)
                 assert set(files) == {"media", "result_json", "result_csv", "annotated"}
 
-                async def events_written():  # type: ignore[no-untyped-def]
+                async def events_written() -> Any:
                     events = await all_events(session, base)
                     closed = [e for e in events.values() if e["state"] == "closed"]
                     return events if closed and any(e["state"] == "open" for e in events.values()) else None
                 await until(events_written, 60, "the camera stored a closed event and has an open one")
                 cut_id = (await submit_job(session, base, long_video, annotate="false"))["id"]
 
-                async def cut_running():  # type: ignore[no-untyped-def]
+                async def cut_running() -> Any:
                     status, body = await get_json(session, f"{base}/api/jobs/{cut_id}")
                     assert body["state"] in ("queued", "running"), body  # not finished before the kill
                     return body if body["state"] == "running" and (body.get("progress") or 0) > 0 else None
@@ -114,7 +117,7 @@ async def test_kill_9_during_a_job_and_event_writes_loses_nothing_finished(
                 origins = {s["name"]: s["origin"] for s in listing["streams"]}
                 assert origins == {"porch": "api", "cfg": "config"}
 
-                async def porch_live():  # type: ignore[no-untyped-def]
+                async def porch_live() -> Any:
                     _, doc = await get_json(session, f"{base}/api/streams/porch")
                     return doc["state"] == "live" and doc["current"] is not None
                 await until(porch_live, 40, "the stored camera went live again")
@@ -128,14 +131,12 @@ async def test_kill_9_at_random_moments_of_event_writes_leaves_a_consistent_stor
         rounds: int, tiny_checkpoint: Path, cli_env: dict[str, str], tmp_path: Path) -> None:
     """Killed again and again while a camera writes events: no stored event is ever lost or half-written (each
     row's snapshot file is there), and no temp file survives the next start."""
-    import random
-
     data = tmp_path / "data"
     config = write_config(tmp_path / "server.toml")
     args = ["--model", str(tiny_checkpoint), "--data-dir", str(data), "--config", str(config),
             "--torch-threads", "1", "--stride", "4"]
     rng = random.Random(13)
-    seen: dict[str, dict] = {}
+    seen: dict[str, dict[str, Any]] = {}
     with RtspServer.from_frames(changing_frames(), fps=15) as camera:
         async with aiohttp.ClientSession() as session:
             for round_ in range(rounds + 1):
@@ -159,7 +160,7 @@ async def test_kill_9_at_random_moments_of_event_writes_leaves_a_consistent_stor
                             assert r.status == 201, await r.text()
                     total = len(after)
 
-                    async def more_events():  # type: ignore[no-untyped-def]
+                    async def more_events() -> Any:
                         return len(await all_events(session, server.url)) > total
                     await until(more_events, 60, f"new events in round {round_}")
                     await asyncio.sleep(rng.uniform(0.0, 1.5))  # somewhere among the writes
