@@ -14,8 +14,9 @@ import torch
 from .errors import ConfigError, WeightsError
 from .labels import DEFAULT_PROMPT, LabelSet, check_prompt, load_label_set
 from .models.base import VideoModel, pick_device
-from .models.registry import ClipSource, load_clip_encoder, load_model
-from .runtime import check_runtime, with_runtime
+from .backends.base import InferenceBackend, LocalBackend, ModelOptions
+from .models.registry import ClipSource
+from .runtime import check_runtime
 from .types import ModelRef
 from .weights import WeightStore
 
@@ -47,27 +48,29 @@ class LoadedModels:
     notices: tuple[str, ...]
 
 
-def load_models(choice: ModelChoice, store: WeightStore | None = None) -> LoadedModels:
+def load_models(choice: ModelChoice, store: WeightStore | None = None,
+                backend: InferenceBackend | None = None) -> LoadedModels:
     """Primary model + CLIP fallback. A label set the primary cannot predict makes CLIP the primary.
 
     A fallback that cannot be loaded (e.g. CLIP weights missing offline) is a notice, not an error: the
-    primary model still answers.
+    primary model still answers. ``backend``: where the models run (``backends/``; default: this process).
     """
     store = store or WeightStore()
-    device: torch.device = pick_device(choice.device)
+    backend = backend or LocalBackend()
+    device: torch.device = pick_device(choice.device) if backend.name == "local" else torch.device("cpu")
     labels: LabelSet | None = load_label_set(choice.labels) if choice.labels else None
     clip = ClipSource(Path(choice.clip_model) if choice.clip_model else None, choice.prompt)
+    options = ModelOptions(device=choice.device, runtime=choice.runtime, prompt=choice.prompt)
     notices: list[str] = []
-    primary = load_model(choice.model, device=device, store=store, labels=labels, clip=clip)
+    primary = backend.load_model(choice.model, device=device, store=store, options=options, labels=labels, clip=clip)
     if labels is not None and primary.info.family != "clip" and labels.labels != primary.info.labels:
         notices.append(f"{primary.info.name} does not predict the '{labels.name}' labels; "
                        "using CLIP zero-shot over them (open vocabulary)")
-        primary = load_model("clip", device=device, store=store, labels=labels, clip=clip)
-    primary = with_runtime(primary, choice.runtime, home=store.home)
+        primary = backend.load_model("clip", device=device, store=store, options=options, labels=labels, clip=clip)
     fallback = None
     if choice.clip_threshold > 0 and primary.info.family != "clip":
         try:
-            encoder = load_clip_encoder(store, device, clip)
+            encoder = backend.load_clip_encoder(store, device, clip, options)
             fallback = encoder.with_labels(primary.info.labels, primary.info.label_set)
         except WeightsError as err:
             notices.append(f"CLIP fallback is off: {err}")

@@ -82,3 +82,11 @@ class InferenceStalledError(HarStreamError):
 
     http_status = 503
     exit_code = 9
+
+
+class BackendError(HarStreamError):
+    """The inference backend (a Ray cluster, ``--backend ray``) is not installed, not reachable, or failed a call
+    twice (har_stream/backends/)."""
+
+    http_status = 503
+    exit_code = 10

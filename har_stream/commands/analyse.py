@@ -19,7 +19,7 @@ from ..labels import DEFAULT_PROMPT
 
 if TYPE_CHECKING:
     from ..analyse import Progress
-    from ..engine import LoadedModels
+    from ..engine import LoadedModels, ModelChoice
     from ..pipeline import StreamSettings
     from ..types import AnalysisResult
 
@@ -81,7 +81,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="decode on the GPU (NVDEC, through PyAV's hardware decoding): auto = when FFmpeg and a CUDA "
                         "device allow it; cuda = ask for it, software decoding with a logged reason when it cannot "
                         "start (default: none)")
+    add_backend_options(p)
     p.set_defaults(func=run)
+
+
+def add_backend_options(p: argparse.ArgumentParser, default: str | None = "local") -> None:
+    """``--backend`` and ``--ray-address`` (har_stream/backends/, docs/scaling.md)."""
+    p.add_argument("--backend", default=default, choices=("local", "ray"),
+                   help="where the models run: local = in this process; ray = a Ray Serve cluster shared with "
+                        "other front ends (docs/scaling.md) (default: local)")
+    p.add_argument("--ray-address", default=None, metavar="auto|ray://HOST:10001|HOST:PORT|local",
+                   help="the Ray cluster for --backend ray: auto = the one `ray start` runs on this host, "
+                        "local = start one in this process (default: auto)")
 
 
 def check_input(spec: str) -> None:
@@ -166,12 +177,24 @@ def run(args: argparse.Namespace) -> int:
     check_outputs(args)
     if args.fps is not None and args.fps <= 0:
         raise ConfigError(f"--fps must be positive (got {args.fps})")
+    from ..backends import BackendConfig, ModelOptions, make_backend
     from ..engine import ModelChoice, load_models
-    from ..pipeline import StreamSettings
 
     choice = ModelChoice(model=args.model, labels=args.labels, clip_threshold=args.clip_threshold,
                          clip_model=args.clip_model, prompt=args.prompt, device=args.device, runtime=args.runtime)
-    models = compiled_models(load_models(choice), args.compile)
+    backend = make_backend(BackendConfig(kind=args.backend, ray_address=args.ray_address or "auto"),
+                           ModelOptions(device=args.device, runtime=args.runtime, compile=args.compile,
+                                        precision=args.precision, prompt=args.prompt))
+    try:
+        return _run_with(args, choice, load_models(choice, backend=backend))
+    finally:
+        backend.close()
+
+
+def _run_with(args: argparse.Namespace, choice: ModelChoice, loaded: LoadedModels) -> int:
+    from ..pipeline import StreamSettings
+
+    models = compiled_models(loaded, args.compile)
     for notice in models.notices:
         print(f"har-stream: note: {notice}", file=sys.stderr)
     window = args.window if args.window is not None else models.primary.info.frames
