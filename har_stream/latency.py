@@ -26,14 +26,6 @@ class HistogramSnapshot:
     def count(self) -> int:
         return sum(self.counts)
 
-    def cumulative(self) -> list[tuple[str, int]]:
-        """``(le, count)`` pairs as Prometheus wants them, ending with ``+Inf``."""
-        out, running = [], 0
-        for bound, n in zip((*self.bounds, float("inf")), self.counts):
-            running += n
-            out.append(("+Inf" if bound == float("inf") else repr(bound), running))
-        return out
-
 
 class LatencyHistogram:
     """``observe(seconds)``; ``snapshot()``. Used from the event loop only, so no lock."""
