@@ -76,6 +76,10 @@ mosquitto_ok() { command -v mosquitto >/dev/null 2>&1 || [[ -x /usr/sbin/mosquit
 if [[ $want_test == 1 ]] && ! mosquitto_ok; then
     apt_packages+=(mosquitto)  # the MQTT broker the event tests publish to
 fi
+postgres_ok() { compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null 2>&1; }
+if [[ $want_test == 1 ]] && ! postgres_ok; then
+    apt_packages+=(postgresql)  # the server the shared-database tests start (tests/helpers/postgres_server.py)
+fi
 PY="$(find_python)"
 if [[ -z "$PY" ]]; then
     apt_packages+=(python3 python3-venv)
@@ -118,6 +122,9 @@ if [[ $want_test == 1 ]] && ! gst_rtsp_ok; then
 fi
 if [[ $want_test == 1 ]] && ! mosquitto_ok; then
     say "warning: mosquitto is missing; the MQTT tests skip without it (Debian: apt-get install -y mosquitto)"
+fi
+if [[ $want_test == 1 ]] && ! postgres_ok; then
+    say "warning: PostgreSQL is missing; the --database tests fail without it (Debian: apt-get install -y postgresql)"
 fi
 [[ -n "$PY" ]] || die "no Python 3.11+ found; install python3.11 (with its venv module) or set HAR_STREAM_PYTHON"
 python_ok "$PY" || die "$PY cannot create virtual environments; install its venv package (Debian: python3-venv)"

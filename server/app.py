@@ -21,12 +21,12 @@ from .auth import auth_middleware, setup_auth
 from .errors import error_middleware
 from .ice import ice_host_addresses, resolve_interfaces
 from .event_hub import EventHub
-from .job_store import JobStore
 from .jobs import JobManager
 from .keys import CONFIG, EVENTS, JOBS, MODELS, PEERS, STREAMS, WEBSOCKETS
 from .models_service import ModelService
 from .peers import PeerRegistry
 from .streams import StreamManager
+from .storage import make_storage
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +40,14 @@ def create_app(config: ServerConfig) -> web.Application:
     setup_auth(app, config)  # reads the token file now: a missing one fails before anything starts
     app[PEERS] = PeerRegistry(config.max_peers)
     app[MODELS] = ModelService(config)  # checks the model options now: a typo fails before anything starts
-    app[JOBS] = JobManager(config, app[MODELS], JobStore(config.data_path))
-    app[EVENTS] = EventHub(config)  # checks the webhook and MQTT settings now
-    app[STREAMS] = StreamManager(config, app[MODELS], app[EVENTS])
+    storage = make_storage(config)  # --database: SQLite files under --data-dir, or a shared PostgreSQL
+    app[JOBS] = JobManager(config, app[MODELS], storage.jobs)
+    app[EVENTS] = EventHub(config, storage.events)  # checks the webhook and MQTT settings now
+    app[STREAMS] = StreamManager(config, app[MODELS], app[EVENTS], store=storage.cameras, leases=storage.leases)
     app[WEBSOCKETS] = weakref.WeakSet()
     if config.ice_loopback or config.ice_interfaces:
         app.cleanup_ctx.append(_ice_addresses_ctx)
+    app.cleanup_ctx.append(storage.database_ctx)  # before the stores open, closed after them
     app.cleanup_ctx.append(_models_ctx)
     app.cleanup_ctx.append(_jobs_ctx)  # cleaned up before the models (cleanup runs in reverse)
     app.cleanup_ctx.append(_streams_ctx)  # cameras stop first, then their events' destinations

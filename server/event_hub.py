@@ -22,9 +22,9 @@ log = logging.getLogger(__name__)
 class EventHub:
     """``await start()`` before the first event, ``await aclose()`` after the last."""
 
-    def __init__(self, config: ServerConfig) -> None:
+    def __init__(self, config: ServerConfig, store: EventStore | None = None) -> None:
         snapshots = f"{config.public_url.rstrip('/')}/api/events" if config.public_url else "/api/events"
-        self.store = EventStore(config.data_path, EventRetention(max_age_days=config.event_retention_days))
+        self.store = store or EventStore(config.data_path, EventRetention(max_age_days=config.event_retention_days))
         self.webhooks = WebhookDispatcher(WebhookSettings(urls=config.webhooks, secret=config.webhook_secret,
                                                           snapshot_base=snapshots)) if config.webhooks else None
         self.mqtt = MqttPublisher(MqttSettings.from_url(config.mqtt_url, snapshot_base=snapshots)) \

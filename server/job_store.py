@@ -13,6 +13,7 @@ connection is only ever used from one thread. Layout under ``root``::
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import sqlite3
@@ -195,3 +196,9 @@ class JobStore(DatabaseThread):
 
     async def remove_files(self, job_id: str) -> None:
         await self._call(shutil.rmtree, self.job_dir(job_id), True)
+
+    async def read_result(self, record: JobRecord) -> Any:
+        """The job's result document (its ``result.json``); OSError or ValueError when gone or unreadable.
+        A method of the store because a shared database keeps a copy in the row (server/pg_stores.py)."""
+        path = self.job_dir(record.id) / record.artifacts["result"]
+        return json.loads(await asyncio.to_thread(path.read_text, encoding="utf-8"))

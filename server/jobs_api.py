@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 import secrets
@@ -65,9 +64,8 @@ def job_json(jobs: JobManager, record: JobRecord) -> dict[str, Any]:
 async def _result(jobs: JobManager, record: JobRecord) -> dict[str, Any] | None:
     if record.state != "done" or "result" not in record.artifacts:
         return None
-    path = jobs.store.job_dir(record.id) / record.artifacts["result"]
     try:
-        return json.loads(await asyncio.to_thread(path.read_text, encoding="utf-8"))
+        return await jobs.store.read_result(record)
     except (OSError, ValueError) as err:
         raise NotFoundError(f"job {record.id}'s result file is gone or unreadable ({err}); run the job again") \
             from None
@@ -210,7 +208,7 @@ async def cancel_job(request: web.Request) -> web.Response:
     return web.json_response(job_json(jobs, await jobs.cancel(request.match_info["id"])))
 
 
-async def job_file(request: web.Request) -> web.FileResponse:
+async def job_file(request: web.Request) -> web.StreamResponse:
     jobs = request.app[JOBS]
     record = await jobs.get(request.match_info["id"])
     name = request.match_info["file"]
@@ -221,13 +219,19 @@ async def job_file(request: web.Request) -> web.FileResponse:
         raise NotFoundError(f"job {record.id} has no {name} ({record.state}"
                             f"{'' if record.final else ', not finished yet'})")
     path = jobs.store.job_dir(record.id) / record.artifacts[key]
-    if not path.is_file():
-        raise NotFoundError(f"job {record.id}'s {name} is gone from the data directory")
     headers = {"Cache-Control": "no-cache"}
     if key != "media":  # downloads get a name after the video: "clip-result.csv"
         stem = Path(record.source.name).stem
         safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in stem)[:80] or record.id
         headers["Content-Disposition"] = f'attachment; filename="{safe}-{name}"'
+    if not path.is_file():
+        if key == "result":  # a shared database (--database postgresql://…) keeps a copy: any front end has it
+            try:
+                return web.json_response(await jobs.store.read_result(record), headers=headers)
+            except (OSError, ValueError):
+                pass
+        raise NotFoundError(f"job {record.id}'s {name} is not in this front end's data directory (gone, or the "
+                            "job ran on another front end sharing the database: ask that one)")
     return web.FileResponse(path, headers=headers)  # answers Range requests, so players can seek
 
 

@@ -34,6 +34,7 @@ from har_stream.sources.tap import TapSource
 from har_stream.types import DecodedFrame, LabelEvent
 
 from .camera_guard import CameraGuard, camera_policy, check_camera_url
+from .camera_leases import CameraLeases, LeaseKeeper, RemoteCamera
 from .camera_spec import CameraSpec
 from .camera_store import CameraStore
 from .config import ServerConfig
@@ -202,7 +203,8 @@ class StreamManager:
     before they stop."""
 
     def __init__(self, config: ServerConfig, models: ModelService, hub: EventHub,
-                 policy: ReconnectPolicy | None = None, store: CameraStore | None = None) -> None:
+                 policy: ReconnectPolicy | None = None, store: CameraStore | None = None,
+                 leases: CameraLeases | None = None) -> None:
         self.config = config
         self.store = store or CameraStore(config.data_path)
         self.models = models
@@ -217,11 +219,17 @@ class StreamManager:
         self._teardowns: dict[str, asyncio.Task[None]] = {}  # removed cameras still stopping, by name
         self._changed = asyncio.Event()
         self._closing = False
+        # a shared database (--database postgresql://…): only the front end holding a camera's lease watches it
+        self.keeper = LeaseKeeper(leases, self.store, config.cameras, self, config.lease_renew_s) \
+            if leases is not None else None  # type: ignore[arg-type]
 
     async def start(self) -> None:
         """Open the store (a bad --data-dir fails the start), then watch the config file's cameras and the
         stored ones."""
         stored = await self.store.open()
+        if self.keeper is not None:  # cameras are watched as their leases are taken (server/camera_leases.py)
+            self.keeper.start()
+            return
         for spec in self.config.cameras:
             self._launch(spec, "config")
         if self.config.cameras:
@@ -244,11 +252,16 @@ class StreamManager:
 
     async def aclose(self) -> None:
         self._closing = True
+        if self.keeper is not None:
+            await self.keeper.stop()
         await self.viewers.aclose()
         tasks = tuple(self._tasks.values())
         for task in tasks:
             task.cancel()
         await self._within(tasks + tuple(self._teardowns.values()), self.config.shutdown_timeout_s)
+        if self.keeper is not None:  # their last events written, then the leases handed to the other front ends
+            await asyncio.wait([asyncio.ensure_future(self.hub.store.flush())], timeout=2.0)
+            await self.keeper.release_all()
         self._tasks.clear()
         self._teardowns.clear()
         self._cameras.clear()
@@ -282,6 +295,8 @@ class StreamManager:
             if self._cameras.get(spec.name) is camera:
                 self._detach(spec.name)
             raise
+        if self.keeper is not None:
+            self.keeper.adopt(spec.name)  # its lease was written with it
         log.info("camera %s added: %s", spec.name, spec.safe_url)
         return camera
 
@@ -290,11 +305,15 @@ class StreamManager:
         start). Returns once it is off the list and out of the store; its teardown goes on in the background."""
         if name not in self._cameras:
             if name not in self._teardowns and await self.store.delete(name):  # stored, not watched
+                if self.keeper is not None:
+                    self.keeper.forget(name)  # another front end's: it stops it at its next renewal
                 log.info("stored camera %s removed", name)
                 return
             self.get(name)  # 404
         self._detach(name)
         await self.store.delete(name)
+        if self.keeper is not None:
+            self.keeper.forget(name)
         log.info("camera %s removed (stopping in the background)", name)
 
     def _detach(self, name: str) -> None:
@@ -338,6 +357,9 @@ class StreamManager:
         if name in self._cameras:
             raise ConflictError(f"a camera named {name!r} is already watched; remove it first or pick another "
                                 "name")
+        if self.keeper is not None and name in self.keeper.remote:
+            raise ConflictError(f"a camera named {name!r} is already watched by another front end; remove it "
+                                "first or pick another name")
         if len(self._cameras) >= self.config.max_streams:
             raise OverloadedError(f"{len(self._cameras)} cameras are watched, the most this server allows "
                                   f"(max_streams); remove one first")
@@ -345,14 +367,59 @@ class StreamManager:
     def get(self, name: str) -> Camera:
         camera = self._cameras.get(name)
         if camera is None:
+            remote = self.keeper.remote.get(name) if self.keeper is not None else None
+            if remote is not None:
+                where = remote.owner or "none has room for it now"
+                raise NotFoundError(f"camera {name!r} is watched by another front end ({where}); open it there")
             raise NotFoundError(f"no camera {name!r}; GET /api/streams lists them")
         return camera
 
     def describe(self, name: str) -> dict[str, Any]:
-        return self.get(name).to_json(self.viewers.count(name))
+        remote = self.keeper.remote.get(name) if self.keeper is not None and name not in self._cameras else None
+        if remote is not None:
+            return self._remote_json(remote)
+        return self._owned(self.get(name).to_json(self.viewers.count(name)))
 
     def list(self) -> list[dict[str, Any]]:
-        return [camera.to_json(self.viewers.count(name)) for name, camera in self._cameras.items()]
+        """The cameras this front end watches (what its metrics count)."""
+        return [self._owned(camera.to_json(self.viewers.count(name))) for name, camera in self._cameras.items()]
+
+    def list_all(self) -> list[dict[str, Any]]:
+        """What ``GET /api/streams`` shows: this front end's cameras, then (a shared database) the others'."""
+        others = sorted(self.keeper.remote.values(), key=lambda r: r.spec.name) if self.keeper is not None else []
+        return self.list() + [self._remote_json(r) for r in others if r.spec.name not in self._cameras]
+
+    def _owned(self, doc: dict[str, Any]) -> dict[str, Any]:
+        return {**doc, "owner": self.keeper.owner} if self.keeper is not None else doc
+
+    def _remote_json(self, remote: RemoteCamera) -> dict[str, Any]:
+        """A camera another front end watches: its settings and owner; its live figures are on that front end."""
+        spec = remote.spec
+        return {**spec.to_json(), "origin": remote.origin, "state": "remote", "owner": remote.owner,
+                "error": None, "reconnects": 0, "attempt": 0, "retry_in": None, "since": None, "model": spec.model,
+                "labels": spec.labels, "stride": spec.stride or self.config.stride, "effective_stride": None,
+                "fps": spec.fps, "frames": 0, "dropped": 0, "viewers": 0, "video": None, "current": None,
+                "event": None}
+
+    # -- the lease keeper's side (server/camera_leases.py) -------------------------------------------------
+
+    def watched(self) -> dict[str, str]:
+        return {name: camera.origin for name, camera in self._cameras.items()}
+
+    def can_watch(self, name: str) -> bool:
+        return not self._closing and name not in self._cameras and name not in self._teardowns \
+            and len(self._cameras) < self.config.max_streams
+
+    def watch(self, spec: CameraSpec, origin: str) -> None:
+        self._launch(spec, origin)  # type: ignore[arg-type]
+
+    def unwatch(self, name: str, why: str) -> None:
+        if name in self._cameras:
+            log.info("camera %s is no longer watched here: %s", name, why)
+            self._detach(name)
+
+    def remote_changed(self) -> None:
+        self._notify()
 
     def change_event(self) -> asyncio.Event:
         """The event the next change of any camera sets (take it before reading, then wait on it)."""

@@ -29,7 +29,7 @@ async def add_stream(request: web.Request) -> web.Response:
 
 
 async def list_streams(request: web.Request) -> web.Response:
-    return web.json_response({"streams": request.app[STREAMS].list(),
+    return web.json_response({"streams": request.app[STREAMS].list_all(),
                               "max_streams": request.app[CONFIG].max_streams})
 
 
@@ -62,7 +62,7 @@ async def streams_ws(request: web.Request) -> web.WebSocketResponse:
     streams = request.app[STREAMS]
 
     async def snapshot() -> tuple[dict[str, Any], bool]:
-        return {"streams": streams.list()}, False
+        return {"streams": streams.list_all()}, False
 
     return await push_changes(request, snapshot, streams.change_event, WS_MIN_INTERVAL_S)
 

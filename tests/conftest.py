@@ -135,3 +135,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--soak-minutes", type=float, default=None, metavar="MINUTES",
                      help="run tests/test_soak.py's soak for this long (default: $HAR_STREAM_SOAK_MINUTES, else "
                           "the short CI run of about 90 s); give --timeout 0 or one long enough")
+
+
+from tests.helpers.postgres_server import PostgresServer  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL on 127.0.0.1 for the session (tests/helpers/postgres_server.py); each test asks it for a
+    fresh database with ``await postgres.create_database()``."""
+    with PostgresServer.start() as server:
+        yield server

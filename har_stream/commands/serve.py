@@ -48,6 +48,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "logged reason when compiling fails; models on --runtime torch only (default: off)")
     p.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
                    help="where analysis jobs, uploads and results are kept (default: ~/.local/share/har-stream)")
+    p.add_argument("--database", default=None, metavar="URL",
+                   help="where jobs, events and cameras are recorded: sqlite (default: files in --data-dir) or "
+                        "postgresql://USER[:PASSWORD]@HOST[:PORT]/DB, shared by several front ends "
+                        "(docs/operations.md#database)")
     p.add_argument("--max-upload-mb", type=float, default=None, metavar="MB",
                    help="largest upload accepted, in MiB (default: 2048)")
     p.add_argument("--job-concurrency", type=int, default=None, metavar="N",
@@ -106,6 +110,7 @@ CLI_FIELDS = ("host", "port", "model", "device", "max_peers", "clip_threshold", 
 CLI_FIELDS = (*CLI_FIELDS, "token", "token_file", "insecure_no_auth", "cors_origins", "tls_cert", "tls_key",
               "ice_servers", "ice_interfaces")  # the security group's (docs/security.md)
 CLI_FIELDS = (*CLI_FIELDS, "compile")  # --compile (har_stream/compiled.py)
+CLI_FIELDS = (*CLI_FIELDS, "database")  # --database (server/database.py)
 
 
 
