@@ -5,10 +5,12 @@ Why a subprocess: RSS, file descriptors (``/proc/PID/fd``) and threads (``/proc/
 server alone, not to the test's own peers, RTSP clients and receiver. The one figure ``/proc`` cannot give,
 the number of live asyncio tasks, the server reports itself in ``GET /api/status`` (``"tasks"``).
 
-    plan = SoakPlan.for_minutes(None)           # CI: 15 s warm-up, 45 s soak; by hand: for_minutes(60)
-    server = ServerProcess.start(settings, log) # --config FILE.toml on a free port; stop() sends SIGTERM
-    sample = await server.sample()              # rss, fds, threads, tasks, at one moment
+    plan = SoakPlan.for_minutes(None)       # CI: 15 s warm-up, 45 s soak; by hand: for_minutes(60)
+    server = await ServerProcess.start(settings, folder, env)   # --config FILE.toml, free port; log in folder
+    sample = await server.sample()          # rss, fds, threads, tasks, at one moment
     report = await run_load(server, plan, seconds, cameras, clip)   # all the load at once, then all closed again
+    idle = await server.settled()           # idle samples after a full garbage collection
+    await server.stop()                     # SIGTERM; (exit code, seconds)
 """
 
 from __future__ import annotations
@@ -391,7 +393,8 @@ async def run_load(server: ServerProcess, plan: SoakPlan, seconds: float, camera
         await asyncio.gather(*(connect() for _ in range(plan.peers)))
         period = plan.camera_restart_s
         load = [asyncio.create_task(cycle_peers()), asyncio.create_task(offer_jobs()), asyncio.create_task(sample()),
-                *(asyncio.create_task(restart_camera(c, period * (i + 1) / len(cameras))) for i, c in enumerate(cameras))]
+                *(asyncio.create_task(restart_camera(c, period * (i + 1) / len(cameras)))
+                  for i, c in enumerate(cameras))]
         try:
             done, _ = await asyncio.wait(load, timeout=seconds, return_when=asyncio.FIRST_EXCEPTION)
             stop.set()
