@@ -30,8 +30,10 @@ RENEW_S, TTL_S = 0.5, 1.5
 
 
 def front_end(checkpoint: Path, tmp: Path, name: str, database: str, **kw: Any) -> ServerConfig:
-    return jobs_config(checkpoint, tmp, data_dir=tmp / name, database=database, allow_private_urls=True,
-                       lease_renew_s=RENEW_S, lease_ttl_s=TTL_S, reconnect_initial_s=0.3, reconnect_max_s=1.5, **kw)
+    settings: dict[str, Any] = dict(data_dir=tmp / name, database=database, allow_private_urls=True,
+                                    lease_renew_s=RENEW_S, lease_ttl_s=TTL_S, reconnect_initial_s=0.3,
+                                    reconnect_max_s=1.5)
+    return jobs_config(checkpoint, tmp, **{**settings, **kw})
 
 
 async def streams(client: Any) -> dict[str, dict[str, Any]]:
