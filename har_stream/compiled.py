@@ -42,7 +42,8 @@ def compile_mode(device: torch.device) -> str:
 class GuardedCompile:
     """``net`` compiled; the first failure of the compiled call switches to eager ``net`` for good."""
 
-    def __init__(self, net: torch.nn.Module, name: str, *, mode: str, backend: str | Callable[..., Any] = "inductor") -> None:
+    def __init__(self, net: torch.nn.Module, name: str, *, mode: str,
+                 backend: str | Callable[..., Any] = "inductor") -> None:
         self.net = net
         self.name = name
         self.mode = mode
@@ -56,14 +57,15 @@ class GuardedCompile:
         if compiled is not None:
             try:
                 with self._lock:
-                    n = x.shape[0]
-                    if self.mode == "reduce-overhead":
-                        torch.compiler.cudagraph_mark_step_begin()  # the last batch's outputs were copied out
-                        x = pad_to_bucket(x)
-                    torch._dynamo.maybe_mark_dynamic(x, 0)  # one compile for every batch size, not one each
-                    out = compiled(x)
-                # CUDA graphs reuse their output memory at the next call; features are kept (ring buffer): copy
-                return out[:n].clone() if self.mode == "reduce-overhead" else out
+                    if self.mode != "reduce-overhead":
+                        torch._dynamo.maybe_mark_dynamic(x, 0)  # one compile for every batch size, not one each
+                        return compiled(x)
+                    torch.compiler.cudagraph_mark_step_begin()  # the last batch's outputs were copied out
+                    padded = pad_to_bucket(x)
+                    torch._dynamo.maybe_mark_dynamic(padded, 0)
+                    # CUDA graphs reuse their output memory at the next replay, and features are kept (ring
+                    # buffer): copied out, before another call can replay the graph
+                    return compiled(padded)[:x.shape[0]].clone()
             except Exception as err:  # dynamo, inductor and the C/Triton toolchains raise many kinds
                 self.failure = failure_reason(err)
                 self.compiled = None

@@ -19,7 +19,10 @@
 #   echo /.whl/ >> .git/info/exclude
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .whl av==18.1.0 yt-dlp
-# and installed by this script into a private folder. It needs about 2 minutes on an H100.
+# and installed by this script into a private folder. Without the --compile runs it was estimated at 2-5 minutes
+# on an H100 (never run yet: no GPU was lent); the compiled runs add their compile time (estimated 3-6 minutes).
+# HAR_STREAM_GPU_STEPS picks parts, comma-separated (default tests,train,bench,compile), so that a device call
+# limited to 10 minutes can run it in two: e.g. tests,train,bench then compile.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -58,8 +61,11 @@ PYEOF
 cat "$RESULTS/env.txt"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >>"$RESULTS/env.txt" 2>/dev/null || true
 
+STEPS=",${HAR_STREAM_GPU_STEPS:-tests,train,bench,compile},"
+step() { [[ "$STEPS" == *",$1,"* ]]; }
 status=0
 set +e
+if step tests; then
 "$PY" -m pytest -p no:cacheprovider -q -rs \
     tests/test_eval_metrics.py tests/test_train_augment.py tests/test_train_resume.py tests/test_train_eval_cli.py \
     tests/test_train_pretrained.py tests/test_eval_models.py tests/test_datasets.py \
@@ -67,12 +73,13 @@ set +e
     tests/test_device_prepare.py tests/test_compile.py tests/test_clip_stream.py tests/test_memory_format.py \
     tests/test_hwdecode.py 2>&1 | tee "$RESULTS/tests.log"
 [[ ${PIPESTATUS[0]} -eq 0 ]] || status=1
+fi
 set -e
 
 # Training throughput: ResNet-18 CNN-LSTM (random init: no weights travel), 16 frames at 112x112, on synthetic
 # clips. Stage 1 = LSTM head on cached features; stage 2 = the whole network on augmented frames (the cost
 # that matters); encoding = frozen-encoder frames/s while the feature cache fills.
-"$PY" - "$RESULTS" "$DEVICE" <<'PYEOF' || status=1
+step train && { "$PY" - "$RESULTS" "$DEVICE" <<'PYEOF' || status=1; }
 import csv, json, sys, tempfile, time
 from pathlib import Path
 import numpy as np
@@ -142,10 +149,11 @@ bench() {  # NAME ARGS...: har-stream bench ARGS, its output in NAME.txt and its
 set +e
 # Each eager, then with --compile (reduce-overhead: CUDA graphs), side by side on the same warm card.
 for compile in "" "--compile"; do
+    step "${compile:+compile}${compile:-bench}" || continue
     suffix=${compile:+-compile}
     bench "gpu-cnn-lstm$suffix" gpu --device "$DEVICE" --seconds 10 $compile \
         --sweep "${HAR_STREAM_GPU_SWEEP:-${GPU_SWEEP_DEFAULT:-100,250,500,750}}"
-    bench "gpu-s3d$suffix" gpu --device "$DEVICE" --model s3d --seconds 10 $compile \
+    bench "gpu-s3d$suffix" gpu --device "$DEVICE" --model s3d --seconds 10 --max-batch 64 $compile \
         --sweep "${HAR_STREAM_GPU_S3D_SWEEP:-${GPU_S3D_SWEEP_DEFAULT:-30,60,120}}"
     bench "offline$suffix" offline --device "$DEVICE" --repeats 1 $compile
 done
