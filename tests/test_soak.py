@@ -79,9 +79,9 @@ async def test_soak_nothing_leaks_and_every_job_and_event_is_accounted_for(
     require_rtsp_server()
     plan = SoakPlan.for_minutes(soak_minutes(request.config.getoption("--soak-minutes")))
     timeout = request.config.getoption("timeout", None) or 0
-    needed = plan.warmup_s + plan.soak_s + 150
-    if timeout and float(timeout) < needed:
-        pytest.fail(f"this soak needs about {needed:.0f} s; run it with --timeout 0 (or --timeout {needed:.0f})")
+    if timeout and float(timeout) < plan.budget_s:
+        pytest.fail(f"this soak needs up to {plan.budget_s:.0f} s; run it with --timeout 0 (or --timeout "
+                    f"{plan.budget_s:.0f})")
     clip = write_motion_clip(tmp_path / "job.mp4", CHANGE_SCRIPT, seed=6, speed=0.4, start=(0.75, 0.3))
 
     async with HalfFailingReceiver() as hook:
