@@ -122,7 +122,7 @@ def with_compile(model: VideoModel, enabled: bool, *, mode: str | None = None,
     """``model`` with its heavy network compiled when ``enabled`` and it runs on torch; else ``model`` itself.
 
     ``backend`` is torch.compile's (a test passes one that fails, to prove the fallback)."""
-    if not enabled:
+    if not enabled or getattr(model, "compile_guard", None) is not None:  # off, or compiled already
         return model
     runtime = getattr(model, "runtime", "torch")
     part = heavy_part(model) if runtime == "torch" else None

@@ -83,6 +83,7 @@ def test_compiled_models_share_the_weights_and_leave_the_original_eager(tiny_che
     model = load_cnn_lstm(tiny_checkpoint, CPU)
     compiled = with_compile(model, True)
     assert compiled is not model and compiled.net is model.net  # type: ignore[attr-defined]
+    assert with_compile(compiled, True) is compiled  # applied twice (a backend and a command): compiled once
     assert model._encoder is model.net.encoder  # the original still calls its encoder directly
     assert compile_mode(torch.device("cuda")) == "reduce-overhead"  # CUDA graphs on a card
 
