@@ -114,7 +114,7 @@ def test_the_3d_cnns_run_channels_last_3d_on_the_gpu_with_the_cpu_logits(no_tf32
     assert float((a - b).abs().max()) <= 1e-3 * float(b.max() - b.min())
 
 
-async def test_clip_runs_on_its_own_stream_with_the_cpu_results(tmp_path: Path) -> None:
+async def test_clip_runs_on_its_own_stream_with_the_cpu_results(tmp_path: Path, no_tf32: None) -> None:
     from har_stream.models.clip_zero_shot import load_clip
     from tests.helpers.tiny_clip import IMAGE_SIZE, make_tiny_clip
 
@@ -136,7 +136,8 @@ async def test_clip_runs_on_its_own_stream_with_the_cpu_results(tmp_path: Path) 
     np.testing.assert_allclose(out["cuda"], out["cpu"], atol=1e-4)
 
 
-async def test_compile_on_cuda_uses_cuda_graphs_and_keeps_earlier_features(tiny_checkpoint: Path) -> None:
+async def test_compile_on_cuda_uses_cuda_graphs_and_keeps_earlier_features(tiny_checkpoint: Path,
+                                                                           no_tf32: None) -> None:
     """reduce-overhead replays CUDA graphs whose outputs are reused at the next call: features kept in the ring
     buffer must survive later batches (they are copied out)."""
     from har_stream.compiled import with_compile
