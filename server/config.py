@@ -39,10 +39,10 @@ ENV_VARS: Mapping[str, str] = {
     "HAR_STREAM_RUNTIME": "runtime",
     "HAR_STREAM_COMPILE": "compile",
     "HAR_STREAM_DATA": "data_dir",
-    "HAR_STREAM_MAX_UPLOAD_MB": "max_upload_mb",
     "HAR_STREAM_DATABASE": "database",  # server/database.py: sqlite (default) or postgresql://…
     "HAR_STREAM_LEASE_RENEW": "lease_renew_s",
     "HAR_STREAM_LEASE_TTL": "lease_ttl_s",
+    "HAR_STREAM_MAX_UPLOAD_MB": "max_upload_mb",
     "HAR_STREAM_JOB_CONCURRENCY": "job_concurrency",
     "HAR_STREAM_ALLOW_PRIVATE_URLS": "allow_private_urls",
     "HAR_STREAM_ALLOW_HOSTS": "allow_hosts",
@@ -97,10 +97,10 @@ class ServerConfig:
     shutdown_timeout_s: float = 3.0
     inference_stall_s: float = 30.0  # a model call running longer is given up by the watchdog (har_stream/batcher.py)
     data_dir: Path | None = None  # jobs, uploads, results; None: $XDG_DATA_HOME/har-stream or ~/.local/share/…
+    database: str | None = None  # jobs, events, cameras: none = SQLite in data_dir; postgresql://… = shared
+    lease_renew_s: float = 2.0  # shared database: each front end renews its camera leases this often
+    lease_ttl_s: float = 6.0  # shared database: a camera lease not renewed this long goes to another front end
     max_upload_mb: float = 2048.0  # uploads over this are refused (413) while they stream in
-    database: str | None = None  # jobs/events/cameras: None = SQLite in data_dir; postgresql://user@host:port/db
-    lease_renew_s: float = 2.0  # shared database: a front end renews its camera leases this often ...
-    lease_ttl_s: float = 6.0  # ... and a lease not renewed for this long is taken over by another front end
     job_concurrency: int = 1  # offline jobs analysed at once; the rest wait in the queue
     max_queued_jobs: int = 32  # jobs waiting to start; more are refused with 429 (policy: reject)
     allow_private_urls: bool = False  # let jobs fetch URLs on loopback / private networks (tests, a LAN)
@@ -214,13 +214,13 @@ class ServerConfig:
                               "neither")
         for text in self.ice_servers:
             parse_ice_server(text)
-
-    @property
         from .database import DatabaseSettings  # here: database.py imports nothing of the config
         DatabaseSettings.parse(self.database)  # a bad --database fails before anything starts
         if not 0 < self.lease_renew_s < self.lease_ttl_s:
             raise ConfigError(f"lease_renew_s ({self.lease_renew_s}) must be positive and below lease_ttl_s "
                               f"({self.lease_ttl_s}): a lease must be renewed before it expires")
+
+    @property
     def data_path(self) -> Path:
         """Where jobs live: ``data_dir``, else the XDG data folder."""
         if self.data_dir is not None:
