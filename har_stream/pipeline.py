@@ -100,6 +100,7 @@ class StreamStats:
     refined: int = 0
     fallback_dropped: int = 0
     stalled: int = 0  # live windows given up because their model call stalled (the inference watchdog)
+    out_of_order: int = 0  # primary labels not emitted: their window was not newer than the last one emitted
     failed: int = 0  # live windows given up because their model call raised
 
 
@@ -121,6 +122,7 @@ class StreamPipeline:
         self.smoother = Smoother(self.labels, settings.smoothing, settings.hysteresis)
         self.stride_control: AdaptiveStride | None = None  # made in run(), once the sampling rate is known
         self._scheduler: WindowScheduler | None = None
+        self._last_emitted = -1  # the newest window whose primary label went out (indexes only grow)
 
     @property
     def effective_stride(self) -> int:
@@ -280,6 +282,13 @@ class StreamPipeline:
 
     def _emit(self, window: Window, prediction: Prediction, smoothed: str, probs: np.ndarray,
               refines: int | None) -> None:
+        if refines is None:  # each window's label once, in window order, whatever a backend retried or reordered
+            if window.index <= self._last_emitted:
+                self.stats.out_of_order += 1
+                log.warning("stream %s: window %d answered after window %d; not emitted", self.name, window.index,
+                            self._last_emitted)
+                return
+            self._last_emitted = window.index
         now = time.monotonic()
         event = LabelEvent(stream=self.name, t=window.end, window=(window.start, window.end),
                            prediction=prediction, smoothed_label=smoothed,

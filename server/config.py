@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from har_stream.backends.base import BackendConfig, parse_backend_table, with_overrides
 from har_stream.errors import ConfigError
 from har_stream.labels import DEFAULT_PROMPT, check_prompt
 from har_stream.runtime import RUNTIMES
@@ -132,6 +133,7 @@ class ServerConfig:
     tls_key: Path | None = None  # its PEM private key
     ice_servers: tuple[str, ...] = ()  # stun:host:port, turn:user:password@host:port?transport=udp, ...
     ice_interfaces: tuple[str, ...] = ()  # host addresses or interface names to offer as ICE candidates
+    backend: BackendConfig = BackendConfig()  # where models run: [backend] table, --backend, --ray-address
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> ConfigError:
@@ -303,6 +305,8 @@ def read_config_file(path: Path) -> dict[str, Any]:
     if isinstance(data.get("server"), dict):
         data = {**{k: v for k, v in data.items() if k != "server"}, **data["server"]}
     out: dict[str, Any] = {}
+    if "backend" in data:  # the [backend] table (har_stream/backends/base.py)
+        out["backend"] = parse_backend_table(data.pop("backend"), f"config file {path}")
     cameras = data.pop("cameras", None)
     if cameras is not None:
         if not isinstance(cameras, list):
@@ -336,7 +340,10 @@ def load_config(cli: Mapping[str, Any] | None = None, env: Mapping[str, str] | N
         raw = env.get(var)
         if raw is not None and raw.strip() != "":
             values[name] = _convert(name, raw.strip(), f"environment variable {var}")
-    for name, value in (cli or {}).items():
+    cli = dict(cli or {})
+    backend_cli = {name: cli.pop(name, None) for name in ("backend", "ray_address")}
+    values["backend"] = with_overrides(values.get("backend", BackendConfig()), backend_cli, env)
+    for name, value in cli.items():
         if name not in FIELDS:
             raise ConfigError(f"unknown setting {name!r}")
         if value is not None:

@@ -24,16 +24,15 @@ from typing import Any, Literal, TypeVar
 
 import torch
 
+from har_stream.backends import InferenceBackend, LocalBackend, ModelOptions, make_backend
 from har_stream.errors import HarStreamError, LabelsError, ModelError, WeightsMissingError
 from har_stream.fallback import ClipFallback
 from har_stream.labels import BUILTIN_SETS, LabelSet, load_label_set
 from har_stream.manifest import Manifest
 from har_stream.models.base import VideoModel, pick_device
-from har_stream.models.registry import CLIP_WEIGHTS, ClipSource, load_clip_encoder, load_model
+from har_stream.models.registry import CLIP_WEIGHTS, ClipSource
 from har_stream.weights import WeightStore
 from har_stream.precision import resolve_precision
-from har_stream.compiled import with_compile
-from har_stream.runtime import with_runtime
 from har_stream.worker import BatchSettings, ModelWorker, warm_up
 
 from .catalogue import ModelSpec, build_catalogue, cached_weights
@@ -106,10 +105,11 @@ class ModelService:
         self.config = config
         self.store = store or WeightStore(config.home, Manifest.load(config.manifest) if config.manifest else None,
                                           config.offline)
-        self.device = pick_device(config.device)
+        remote = config.backend.kind != "local"  # models run on replicas: they apply device and precision
+        self.device = torch.device("cpu") if remote else pick_device(config.device)
         specs, self.default = build_catalogue(self.store, config.model, config.clip_model)
         self.batch = BatchSettings(max_batch=config.max_batch, max_wait_ms=config.max_wait_ms,
-                                   queue_size=2 * config.max_batch, precision=config.precision,
+                                   queue_size=2 * config.max_batch, precision="fp32" if remote else config.precision,
                                    stall_s=config.inference_stall_s)
         cached = cached_weights(self.store)
         self.slots: dict[str, ModelSlot] = {}
@@ -126,12 +126,17 @@ class ModelService:
         self.clip: ClipViews | None = None  # once CLIP has loaded
         self._stop = threading.Event()
         self._loader: asyncio.Task[None] | None = None
+        self.backend: InferenceBackend = LocalBackend()  # ``start`` connects the one the config names
 
     # -- lifecycle ----------------------------------------------------------------------------------------
 
     async def start(self) -> None:
         if self.config.torch_threads:
             torch.set_num_threads(self.config.torch_threads)
+        options = ModelOptions(device=self.config.device, runtime=self.config.runtime, compile=self.config.compile,
+                               precision=self.config.precision, prompt=self.config.prompt)
+        # A cluster that cannot be reached fails the start with one BackendError line, not every model later.
+        self.backend = await asyncio.to_thread(make_backend, self.config.backend, options)
         self._loader = asyncio.get_running_loop().create_task(self._load_queued(), name="models-loader")
         log.info("default model: %s; loading %s in the background", self.default,
                  ", ".join(s.name for s in self.slots.values() if s.queued) or "nothing")
@@ -150,6 +155,7 @@ class ModelService:
         if self.clip is not None:
             await self.clip.aclose()  # the shared views, then the CLIP thread
             self.clip = None
+        await asyncio.to_thread(self.backend.close)
 
     async def wait_ready(self, name: str, timeout: float) -> ModelSlot:
         """Wait until ``name`` has finished loading (ready, missing or error): for tests and the bench."""
@@ -308,17 +314,21 @@ class ModelService:
         if spec.weights is not None:
             self.store.files(spec.weights, on_progress=on_progress, progress=False)
         if spec.name == CLIP_WEIGHTS:
-            encoder = load_clip_encoder(self.store, self.device, ClipSource(
-                None if spec.weights else Path(spec.load), self.config.prompt))
+            encoder = self.backend.load_clip_encoder(self.store, self.device, ClipSource(
+                None if spec.weights else Path(spec.load), self.config.prompt), self._options())
             model, extra = encoder.with_labels(load_label_set("kinetics400").labels, "kinetics400"), encoder
         else:
-            model = with_runtime(load_model(spec.load, device=self.device, store=self.store), self.config.runtime,
-                                 home=self.store.home)
-            model = with_compile(model, self.config.compile)  # compiled below by the warm-up, in this thread
+            # on its runtime, compiled below by the warm-up in this thread (local); or a replica's handle (ray)
+            model = self.backend.load_model(spec.load, device=self.device, store=self.store, options=self._options())
             extra = None
         # Here, in the loading thread: `auto` may run the model to decide, and the event loop must not wait.
-        warm_up(model, resolve_precision(model, self.config.precision, home=self.store.home).precision)
+        warm_up(model, resolve_precision(model, self.batch.precision, home=self.store.home).precision)
         return model, extra
+
+    def _options(self) -> ModelOptions:
+        c = self.config
+        return ModelOptions(device=c.device, runtime=c.runtime, compile=c.compile, precision=c.precision,
+                            prompt=c.prompt)
 
     async def _install(self, slot: ModelSlot, model: VideoModel) -> None:
         worker = ModelWorker(model, self.batch)
@@ -329,7 +339,7 @@ class ModelService:
 
     async def _install_clip(self, slot: ModelSlot, encoder: Any, model: VideoModel) -> None:
         # Every view (label set) of CLIP runs at the precision decided for its Kinetics-400 view at load.
-        precision = resolve_precision(model, self.config.precision).precision
+        precision = resolve_precision(model, self.batch.precision).precision
         self.clip = ClipViews(encoder, replace(self.batch, precision=precision))
         worker = await self.clip.new_worker(model.info.labels, model.info.label_set)
         slot.worker = worker

@@ -257,6 +257,10 @@ class RayBackend(InferenceBackend):
 
     # -- deploying ----------------------------------------------------------------------------------------
     def _options(self, options: ModelOptions) -> ModelOptions:
+        """The caller's model options, with the precision and --compile this backend was made with (the
+        front end itself runs no network at a precision: the replica does); ``auto`` device on a replica
+        without GPUs is the CPU."""
+        options = replace(options, precision=self.options.precision, compile=self.options.compile)
         return options if options.device != "auto" or self.config.num_gpus > 0 else replace(options, device="cpu")
 
     def _batching(self) -> tuple[int, float, int]:

@@ -202,8 +202,9 @@ def _run_with(args: argparse.Namespace, choice: ModelChoice, loaded: LoadedModel
                               fps=args.fps)
     bar = ProgressBar(args.progress == "on" or (args.progress == "auto" and sys.stderr.isatty()))
     try:
+        precision = args.precision if args.backend == "local" else "fp32"  # a replica applies --precision
         result = asyncio.run(analyse_with(models, args.input, settings, choice.clip_threshold, bar,
-                                          precision=args.precision, hwdecode=args.hwdecode))
+                                          precision=precision, hwdecode=args.hwdecode))
     finally:
         bar.close()
     from ..export import format_timeline, terminal_width, write_csv, write_json

@@ -73,6 +73,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="also publish action events to this MQTT broker, on PREFIX/<camera>/events")
     p.add_argument("--event-min-seconds", dest="event_min_s", type=float, default=None, metavar="SECONDS",
                    help="an action must hold this long to open an event (default: 1)")
+    from .analyse import add_backend_options
+
+    add_backend_options(p, default=None)  # --backend, --ray-address: also [backend] in the config file
     security = p.add_argument_group("security (docs/security.md)")
     security.add_argument("--token", default=None,
                           help="require this token on the API, offers, websockets and media (Authorization: Bearer, "
@@ -110,6 +113,7 @@ CLI_FIELDS = ("host", "port", "model", "device", "max_peers", "clip_threshold", 
 CLI_FIELDS = (*CLI_FIELDS, "token", "token_file", "insecure_no_auth", "cors_origins", "tls_cert", "tls_key",
               "ice_servers", "ice_interfaces")  # the security group's (docs/security.md)
 CLI_FIELDS = (*CLI_FIELDS, "compile")  # --compile (har_stream/compiled.py)
+CLI_FIELDS = (*CLI_FIELDS, "backend", "ray_address")  # --backend ray (har_stream/backends/, docs/scaling.md)
 CLI_FIELDS = (*CLI_FIELDS, "database")  # --database (server/database.py)
 
 
