@@ -65,6 +65,8 @@ def show_default(field: dataclasses.Field) -> str:
         return f"`{Path(value).relative_to(REPO_ROOT)}/` in the repository"
     if value is None or value == ():
         return "none"
+    if dataclasses.is_dataclass(value):  # a settings table of its own, e.g. [backend]
+        return f"the `[{field.name}]` table's defaults"
     if isinstance(value, bool):
         return f"`{str(value).lower()}`"
     if isinstance(value, str):
