@@ -19,10 +19,12 @@ import asyncio
 import hashlib
 import logging
 import re
+import socket
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import torch
@@ -191,6 +193,7 @@ def connect(address: str) -> bool:
     call started the connection (and ``close`` should end it)."""
     if ray.is_initialized():
         return False
+    _probe(address)
     kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "configure_logging": False}
     if address == "local":
         kwargs.update(include_dashboard=False, _node_ip_address="127.0.0.1")
@@ -201,6 +204,24 @@ def connect(address: str) -> bool:
                            "start one with `ray start --head --node-ip-address 127.0.0.1` or fix --ray-address") \
             from None
     return True
+
+
+def _probe(address: str, timeout_s: float = 5.0) -> None:
+    """A HOST:PORT or ray://HOST:PORT that does not answer fails now: ``ray.init`` would retry it for minutes."""
+    if address in ("auto", "local"):
+        return  # auto: ray.init fails at once when no cluster runs on this host
+    split = urlsplit(address if "://" in address else f"gcs://{address}")
+    try:
+        host, port = split.hostname, split.port
+    except ValueError:
+        host, port = None, None
+    if not host or not port:
+        raise BackendError(f"--ray-address {address!r} is not auto, local, ray://HOST:PORT or HOST:PORT")
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as err:
+        raise BackendError(f"cannot reach the Ray cluster at {address!r} ({err.strerror or err}); start one with "
+                           "`ray start --head` there, or fix --ray-address") from None
 
 
 class RayBackend(InferenceBackend):

@@ -163,11 +163,14 @@ def untrained_torchvision_weights(name: str, folder: Path) -> Iterator[None]:
 @contextlib.asynccontextmanager
 async def local_server(model: str | None, device: str, stride: int | None,
                        torch_threads: int | None = None, untrained: bool = False,
-                       precision: str = "auto") -> AsyncIterator[tuple[str, str]]:
+                       precision: str = "auto", backend: Any = None,
+                       apps: list[Any] | None = None) -> AsyncIterator[tuple[str, str]]:
     """A server in this process on a free loopback port; yields (url, description of its model).
 
     Without ``model`` it serves an untrained ResNet-18 CNN-LSTM at 112x112 over UCF101's 101 labels (speed does
-    not depend on the weights' values), written to a temporary checkpoint.
+    not depend on the weights' values), written to a temporary checkpoint. ``backend``: a ``BackendConfig``
+    (``--backend ray``; default: local); the app is appended to ``apps`` when given (the bench reads its
+    backend's counters).
     """
     from server.config import ServerConfig
     from server.ice import ice_loopback
@@ -182,9 +185,12 @@ async def local_server(model: str | None, device: str, stride: int | None,
         spec = model or str(_untrained_checkpoint(Path(tmp)))
         config = ServerConfig(model=spec, device=device, port=0, clip_threshold=0.0, stride=stride or 8,
                               max_peers=64, preload=False, peer_idle_timeout_s=30.0,
-                              torch_threads=torch_threads, precision=precision, data_dir=Path(tmp) / "data")
+                              torch_threads=torch_threads, precision=precision, data_dir=Path(tmp) / "data",
+                              **({"backend": backend} if backend is not None else {}))
         async with listening(config) as (app, url):
             service = app[MODELS]
+            if apps is not None:
+                apps.append(app)
             slot = await service.wait_ready(service.default, timeout=600)
             if slot.status != "ready" or slot.worker is None:
                 from ..errors import ModelError
@@ -196,6 +202,10 @@ async def local_server(model: str | None, device: str, stride: int | None,
             desc = (f"{info.name} ({info.family}, {info.crop[0]}x{info.crop[1]}, {info.frames} frames at "
                     f"{info.fps:g} fps, {info.num_classes} labels) on {service.device}, in this process, "
                     f"{torch.get_num_threads()} torch threads, precision {precision}")
+            if backend is not None and backend.kind == "ray":
+                desc = (f"{info.name} ({info.family}, {info.crop[0]}x{info.crop[1]}, {info.num_classes} labels) on "
+                        f"Ray Serve ({backend.ray_address}, replicas: {backend.num_replicas or 'autoscaled'}, "
+                        f"{backend.num_cpus:g} CPU each), precision {precision}")
             yield url, desc
 
 

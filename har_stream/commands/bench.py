@@ -107,6 +107,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                            "temporary manifest, for speed figures where the real weights cannot be had")
     live.add_argument("--ice-loopback", action="store_true",
                       help="clients offer 127.0.0.1 only (for a server started with --ice-loopback)")
+    live.add_argument("--backend", default="local", choices=("local", "ray"),
+                      help="ray: run the same peers against an in-process server with the local backend, then with "
+                           "the Ray Serve backend, and report the added latency, the throughput ratio and the bytes "
+                           "per stream per second (docs/scaling.md) (default: local)")
+    live.add_argument("--ray-address", default="local", metavar="local|auto|ray://HOST:10001|HOST:PORT",
+                      help="--backend ray: the cluster (default: local = start Ray in this process, on loopback)")
     add_json_option(live)
     live.set_defaults(func=run_live)
 
@@ -287,7 +293,40 @@ def run_live(args: argparse.Namespace) -> int:
     import asyncio
 
     counts, size = _peer_counts(args), _size(args.size)
+    if args.backend == "ray":
+        return asyncio.run(_run_live_backends(args, counts, size))
     return asyncio.run(_run_live(args, counts, size))
+
+
+async def _run_live_backends(args: argparse.Namespace, counts: list[int], size: tuple[int, int]) -> int:
+    """``bench live --backend ray``: local and Ray Serve in one run (har_stream/bench/backends.py)."""
+    from ..backends.base import BackendConfig
+    from ..bench.backends import compare_backends
+    from ..bench.live import HEADER, format_run
+    from ..bench.machine import describe
+    from ..errors import ConfigError
+    from ..models.base import pick_device
+
+    if args.url:
+        raise ConfigError("--backend ray starts its own servers (local, then Ray); leave out --url")
+    ray = BackendConfig(kind="ray", ray_address=args.ray_address, num_replicas=1, num_cpus=1.0, app_prefix="bench")
+    print(f"machine: {describe(pick_device(args.device))}")
+    print(f"peers:   synthetic {size[0]}x{size[1]} webcams at {args.fps:g} fps (VP8), {args.seconds:g} s measured "
+          "after every peer's first label; clients, front end and Ray all run on this machine")
+    results = []
+    for n in counts:
+        comparison, local_desc, ray_desc = await compare_backends(
+            n, ray, model=args.model, device=args.device, stride=args.stride, torch_threads=args.torch_threads,
+            precision=args.precision, seconds=args.seconds, fps=args.fps, size=size)
+        print(f"local:   {local_desc}")
+        print(f"ray:     {ray_desc}")
+        print("backend " + HEADER)
+        print("local   " + format_run(comparison.local))
+        print("ray     " + format_run(comparison.ray))
+        print(comparison.summary(), flush=True)
+        results.append({"peers": n, "local": comparison.local, "ray": comparison.ray, **comparison.to_json()})
+    report(args, {"backends": results}, pick_device(args.device))
+    return 0
 
 
 async def _run_live(args: argparse.Namespace, counts: list[int], size: tuple[int, int]) -> int:
