@@ -24,8 +24,10 @@ RUN pins="$(python -c 'import tomllib; deps = tomllib.load(open("pyproject.toml"
     && pip install --index-url "$TORCH_INDEX_URL" $pins
 
 # Editable install: the weights manifest and label files are read from the repository's weights/ folder.
+# EXTRAS: the compose `cluster` profile builds with runtimes,cluster (Ray Serve; docs/scaling.md).
+ARG EXTRAS=runtimes
 COPY . .
-RUN pip install -e '.[runtimes]' \
+RUN pip install -e ".[$EXTRAS]" \
     && useradd --create-home --uid 1000 har \
     && mkdir -p /cache /data \
     && chown har /cache /data
