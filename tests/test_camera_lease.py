@@ -15,6 +15,8 @@ import aiohttp
 import asyncpg
 import pytest
 
+from server.camera_leases import CameraLeases
+from server.database import Database, DatabaseSettings
 from tests.helpers.jobs import jobs_client
 from tests.helpers.postgres_server import PostgresServer
 from tests.helpers.serve_process import ServeProcess
@@ -51,7 +53,7 @@ async def test_a_front_end_that_stops_hands_its_camera_to_another(
                 assert (await streams(b))["gate"]["state"] == "remote" and camera.open_connections <= 1
                 b_owner = (await (await b.get("/api/streams")).json())["streams"][0]["owner"]
                 assert b_owner == a_owner  # B lists A as the owner ...
-            stopped = time.monotonic()
+                stopped = time.monotonic()  # A's stop starts here
             # ... until A stops: it releases its lease, and B takes the camera at its next renewal
             doc = await until(lambda: _owned_elsewhere(b, "gate", a_owner), 3 * RENEW_S + 10, "B takes the camera")
             took = time.monotonic() - stopped
@@ -115,3 +117,31 @@ async def test_a_front_end_that_dies_loses_its_camera_once_the_lease_expires(
             assert await asyncio.to_thread(camera.wait_accepted, accepted + 1, 20), "B never connected"
             events = await (await b.get("/api/events?stream=gate")).json()
             assert [(e["id"], e["phase"], e["reason"]) for e in events["events"]] == [("open1", "end", "interrupted")]
+
+
+async def test_front_ends_racing_for_free_cameras_get_one_lease_each_and_only_an_expired_one_changes_hands(
+        postgres: PostgresServer) -> None:
+    url = await postgres.create_database()
+    databases = [Database(DatabaseSettings.parse(url)) for _ in range(3)]
+    for database in databases:
+        await database.open()  # three at once would race on the schema too: the advisory lock orders them
+    try:
+        leases = [CameraLeases(database, ttl_s=30.0) for database in databases]
+        names = [f"cam{i}" for i in range(20)]
+        winners: dict[str, str] = {}
+        for name in names:
+            won = await asyncio.gather(*(lease.acquire(name) for lease in leases))
+            assert sum(won) == 1, (name, won)
+            winners[name] = leases[won.index(True)].owner
+        assert await leases[0].owners() == winners
+        for lease in leases:  # renewing touches only one's own leases
+            assert await lease.renew(names) == {n for n, owner in winners.items() if owner == lease.owner}
+        # a lease that expires goes to whoever asks next; one still valid never does
+        short = CameraLeases(databases[0], ttl_s=0.3)
+        assert await short.acquire("door") and not await leases[1].acquire("door")
+        await asyncio.sleep(0.6)
+        assert await leases[1].acquire("door") and not await short.acquire("door")
+        assert (await leases[2].owners())["door"] == leases[1].owner
+    finally:
+        for database in databases:
+            await database.aclose()
