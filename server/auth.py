@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-import json
 import logging
 import math
 import time
@@ -33,6 +32,7 @@ from har_stream.errors import ConfigError
 
 from .config import ServerConfig
 from .errors import BadRequestError, ForbiddenError, TooManyAttemptsError, UnauthorizedError
+from .json_body import read_json
 
 log = logging.getLogger(__name__)
 
@@ -296,13 +296,11 @@ async def login(request: web.Request) -> web.Response:
     """``POST /api/auth/login`` ``{"token": "..."}`` → the session cookie (HttpOnly, SameSite=Strict, Secure
     under TLS); a wrong token counts against the address like a wrong Bearer header."""
     auth = request.app[AUTH]
-    try:
-        body = json.loads(await request.text())
-    except (ValueError, UnicodeDecodeError):
-        body = None
+    hint = 'send {"token": "<the server\'s token>"} as JSON'
+    body = await read_json(request, hint)  # guarded: deep nesting is a 400, never a RecursionError
     token = body.get("token") if isinstance(body, dict) else None
     if not isinstance(token, str) or not token.strip():
-        raise BadRequestError('send {"token": "<the server\'s token>"} as JSON')
+        raise BadRequestError(hint)
     if auth.token is None:
         return web.json_response({"required": False, "authenticated": True})
     auth.check_token(request.remote or "unknown", token.strip())

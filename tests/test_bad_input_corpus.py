@@ -207,7 +207,7 @@ async def test_truncated_mp4_is_taken_and_its_job_fails_with_the_reason(corpus: 
 
 # -- JSON bodies ----------------------------------------------------------------------------------------------
 
-JSON_ROUTES = ("/api/jobs", "/api/webrtc/offer", "/api/streams")
+JSON_ROUTES = ("/api/jobs", "/api/webrtc/offer", "/api/streams", "/api/auth/login")
 
 
 @pytest.mark.parametrize("route", JSON_ROUTES)
