@@ -234,7 +234,7 @@ class Peer:
             return
         try:
             data = json.loads(message)
-        except ValueError:
+        except (ValueError, RecursionError):  # deep [[[[...]]]] raises RecursionError: as unreadable as the rest
             return
         if isinstance(data, dict) and data.get("type") == "ping":
             self.send({"type": "pong", "t": data.get("t")})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import time
 import weakref
 from pathlib import Path
@@ -163,6 +164,27 @@ async def test_peer_without_a_labels_channel_is_closed(tiny_checkpoint: Path, tm
             assert peer.messages == []
         finally:
             await peer.close()
+
+
+async def test_a_deeply_nested_data_channel_message_is_ignored_like_other_bad_ones(
+        tiny_checkpoint: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """``[[[[...]]]]`` thousands deep makes Python's JSON parser raise RecursionError, not ValueError: it must be
+    dropped as quietly as any other unreadable message, and the peer keeps its labels and ping/pong."""
+    caplog.set_level(logging.DEBUG)
+    async with live_server(config(tiny_checkpoint, tmp_path)) as server:
+        peer = await server.connect("moving left")
+        try:
+            await peer.wait_for("label", 1, timeout=20)
+            peer.channel.send("[" * 20_000 + "]" * 20_000)
+            peer.channel.send("not json")
+            await peer.ping()
+            await peer.wait_for("label", len(peer.labels()) + 2, timeout=20)
+            assert len(server.peers) == 1
+        finally:
+            await peer.close()
+    raised = [r for r in caplog.records if "RecursionError" in r.getMessage()
+              or (r.exc_info and isinstance(r.exc_info[1], RecursionError))]
+    assert raised == [], [r.getMessage()[:200] for r in raised]
 
 
 class SlowModel(VideoModel):
