@@ -260,7 +260,7 @@ class StreamManager:
             task.cancel()
         await self._within(tasks + tuple(self._teardowns.values()), self.config.shutdown_timeout_s)
         if self.keeper is not None:  # their last events written, then the leases handed to the other front ends
-            await asyncio.wait([asyncio.ensure_future(self.hub.store.flush())], timeout=2.0)
+            await self._flush_events(timeout=2.0)
             await self.keeper.release_all()
         self._tasks.clear()
         self._teardowns.clear()
@@ -332,6 +332,23 @@ class StreamManager:
             log.info("camera %s stopped", name)
         finally:
             self._teardowns.pop(name, None)
+
+    async def _flush_events(self, timeout: float) -> None:
+        """The event store's last writes, for at most ``timeout``: past it the flush is cancelled and awaited,
+        so it does not run on into the store's close (a database that stopped answering)."""
+        flush = asyncio.ensure_future(self.hub.store.flush())
+        done, _ = await asyncio.wait([flush], timeout=timeout)
+        if not done:
+            log.warning("the event store's flush took over %g s at shutdown: cancelled", timeout)
+            flush.cancel()
+        try:
+            await flush
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # our own stop was cancelled, not just the flush
+        except Exception as err:  # noqa: BLE001 - a failed flush is logged, the stop goes on
+            log.warning("the event store's flush at shutdown failed: %s", err)
 
     @staticmethod
     async def _within(tasks: tuple[asyncio.Task[None], ...], timeout: float) -> None:
