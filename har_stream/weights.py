@@ -25,6 +25,7 @@ import http.client
 import json
 import logging
 import os
+import socket
 import sys
 import tempfile
 import threading
@@ -38,6 +39,7 @@ from typing import Any, Literal
 from . import __version__
 from .errors import HashMismatchError, ModelError, WeightsError, WeightsMissingError
 from .manifest import Manifest, ModelWeights, WeightsFile, default_manifest_path, is_file_name, is_model_name
+from .threads import CancelToken
 
 __all__ = [
     "CHUNK_BYTES", "DEFAULT_TIMEOUT_S", "Expected", "Manifest", "ModelWeights", "ProgressCallback", "VerifyResult",
@@ -61,6 +63,31 @@ def default_home() -> Path:
 
 def env_offline() -> bool:
     return os.environ.get("HAR_STREAM_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _cancellable_opener(cancel: CancelToken, stack: contextlib.ExitStack) -> urllib.request.OpenerDirector:
+    """``urlopen``'s opener, but setting ``cancel`` shuts every connection it makes down: a read blocked in
+    ``recv`` (a server that never answers, or trickles) returns at once instead of at the socket timeout, so a
+    stopping server need not wait for a download. The hooks live until ``stack`` closes."""
+
+    def watched(base: type[http.client.HTTPConnection]) -> type[http.client.HTTPConnection]:
+        class Watched(base):  # type: ignore[misc, valid-type]
+            def connect(self) -> None:
+                super().connect()
+                sock = self.sock  # closed by its response; a shutdown after that fails harmlessly (EBADF)
+                stack.enter_context(cancel.on_cancel(lambda: sock.shutdown(socket.SHUT_RDWR)))
+
+        return Watched
+
+    class Http(urllib.request.HTTPHandler):
+        def do_open(self, http_class: Any, req: Any, **kwargs: Any) -> Any:
+            return super().do_open(watched(http_class), req, **kwargs)
+
+    class Https(urllib.request.HTTPSHandler):
+        def do_open(self, http_class: Any, req: Any, **kwargs: Any) -> Any:
+            return super().do_open(watched(http_class), req, **kwargs)
+
+    return urllib.request.build_opener(Http(), Https())
 
 
 def sha256_file(path: Path) -> str:
@@ -249,12 +276,15 @@ class WeightStore:
 
     # ---------------------------------------------------------------- public API
     def files(self, name: str, *, download: bool = True, progress: bool | None = None,
-              on_progress: ProgressCallback | None = None) -> dict[str, Path]:
+              on_progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> dict[str, Path]:
         """Verified paths of a model's files, downloading missing ones unless offline.
 
         ``on_progress(done_bytes, total_bytes)`` is called while a file downloads (total None if unknown).
+        Setting ``cancel`` stops a download at once (its socket is shut down): ``Cancelled`` is raised and the
+        partial file removed, so a stopping server need not wait for a slow download.
         """
-        return self._fetch(name, download=download, repair=False, progress=progress, on_progress=on_progress)
+        return self._fetch(name, download=download, repair=False, progress=progress, on_progress=on_progress,
+                           cancel=cancel)
 
     def directory(self, name: str, *, download: bool = True, progress: bool | None = None) -> Path:
         """The folder holding a model's verified files (what ``from_pretrained`` wants for CLIP)."""
@@ -271,7 +301,7 @@ class WeightStore:
         return self._fetch(name, download=True, repair=True, progress=progress, on_progress=on_progress)
 
     def _fetch(self, name: str, *, download: bool, repair: bool, progress: bool | None,
-               on_progress: ProgressCallback | None) -> dict[str, Path]:
+               on_progress: ProgressCallback | None, cancel: CancelToken | None = None) -> dict[str, Path]:
         model = self._model(name)
         out: dict[str, Path] = {}
         for f in model.files:
@@ -295,7 +325,7 @@ class WeightStore:
             if not download or self.offline:
                 why = "offline mode is on (HAR_STREAM_OFFLINE)" if self.offline else "downloads are disabled here"
                 raise self._missing_error(model, f, why)
-            self._download(model, f, path, want, progress, on_progress)
+            self._download(model, f, path, want, progress, on_progress, cancel)
             out[f.name] = path
         return out
 
@@ -306,13 +336,20 @@ class WeightStore:
             f"them to this machine and run {self._import_hint(model)}")
 
     def _download(self, model: ModelWeights, f: WeightsFile, path: Path, want: Expected,
-                  progress: bool | None, on_progress: ProgressCallback | None) -> None:
+                  progress: bool | None, on_progress: ProgressCallback | None,
+                  cancel: CancelToken | None = None) -> None:
+        cancel = cancel or CancelToken()
+        cancel.raise_if_set()
         request = urllib.request.Request(f.url, headers={"User-Agent": f"har-stream/{__version__}"})
+        stack = contextlib.ExitStack()  # the connections' cancel hooks, removed when the download ends
         try:
-            response = urllib.request.urlopen(request, timeout=self.timeout_s)
+            response = _cancellable_opener(cancel, stack).open(request, timeout=self.timeout_s)
         except urllib.error.HTTPError as err:
+            stack.close()
             raise self._missing_error(model, f, f"the server answered HTTP {err.code}") from None
         except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as err:
+            stack.close()
+            cancel.raise_if_set()  # the failure was our own shutdown of the connection
             reason = getattr(err, "reason", err)
             raise self._missing_error(model, f, f"the server is unreachable ({reason})") from None
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -331,6 +368,7 @@ class WeightStore:
             with os.fdopen(fd, "wb") as out:
                 try:
                     while block := response.read(CHUNK_BYTES):
+                        cancel.raise_if_set()
                         out.write(block)
                         digest.update(block)
                         done += len(block)
@@ -339,7 +377,9 @@ class WeightStore:
                         if on_progress is not None:
                             on_progress(done, total)
                 except (OSError, http.client.HTTPException) as err:
+                    cancel.raise_if_set()  # the broken read was our own shutdown of the socket
                     raise self._missing_error(model, f, f"the download broke off after {done} bytes ({err})") from None
+                cancel.raise_if_set()  # a shut-down socket reads as the end of the file
                 out.flush()
                 os.fsync(out.fileno())
             if length and length.isdigit() and done != int(length):
@@ -355,6 +395,7 @@ class WeightStore:
                 os.replace(tmp, path)
                 self._remember(f"{model.name}/{f.name}", path, actual)
         finally:
+            stack.close()
             response.close()
             if bar is not None:
                 bar.close()

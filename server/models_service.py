@@ -13,14 +13,13 @@ labels) run on one inference thread, owned by ``ClipViews`` (see ``clip_views.py
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import torch
 
@@ -33,6 +32,7 @@ from har_stream.models.base import VideoModel, pick_device
 from har_stream.models.registry import CLIP_WEIGHTS, ClipSource
 from har_stream.weights import WeightStore
 from har_stream.precision import resolve_precision
+from har_stream.threads import CancelToken, Cancelled, join_thread, start_thread
 from har_stream.worker import BatchSettings, ModelWorker, warm_up
 
 from .catalogue import ModelSpec, build_catalogue, cached_weights
@@ -43,15 +43,15 @@ from .errors import NotReadyError
 log = logging.getLogger(__name__)
 
 Status = Literal["ready", "loading", "downloading", "missing", "error"]
-T = TypeVar("T")
 MAX_CUSTOM_LABELS = 200
 MAX_LABEL_CHARS = 100
 MODEL_WAIT_S = 600.0  # how long jobs and cameras wait for their model to finish loading or downloading
 DOWNLOAD_RETRY_S = 300.0  # after a failed download, requests say why (the import command) for this long
-
-
-class _Stopped(Exception):
-    """Raised in a download's progress callback to abort it when the server stops."""
+# On a stop, how long (from the stop request) a load may take to reach its next safe point. A download stops at
+# once; a native step (torch.load, an OpenVINO conversion, a compile, the warm-up) cannot be interrupted, and
+# the process must not exit while one runs. Within the 10 s that SIGTERM to exit may take.
+LOAD_STOP_S = 6.0
+LOAD_THREAD_PREFIX = "har-load-"  # the loading threads' names: the runner checks none is left at exit
 
 
 class ModelSlot:
@@ -124,7 +124,9 @@ class ModelService:
                 slot = ModelSlot(spec, "missing", self._missing_message(spec))
             self.slots[spec.name] = slot
         self.clip: ClipViews | None = None  # once CLIP has loaded
-        self._stop = threading.Event()
+        self._cancel = CancelToken()  # set once, when the server stops: loads end at their next safe point
+        self._stop_deadline: float | None = None
+        self._loading: threading.Thread | None = None  # the thread of the load in progress, joined on close
         self._loader: asyncio.Task[None] | None = None
         self.backend: InferenceBackend = LocalBackend()  # ``start`` connects the one the config names
 
@@ -141,11 +143,19 @@ class ModelService:
         log.info("default model: %s; loading %s in the background", self.default,
                  ", ".join(s.name for s in self.slots.values() if s.queued) or "nothing")
 
+    def stop_loading(self) -> None:
+        """Ask the load in progress to stop at its next safe point (a download at once); call when a stop
+        begins, so that the load ends while peers, jobs and cameras close. Idempotent."""
+        if self._stop_deadline is None:
+            self._stop_deadline = time.monotonic() + LOAD_STOP_S
+            self._cancel.set("the server is stopping")
+
     async def aclose(self) -> None:
-        self._stop.set()
+        self.stop_loading()
         if self._loader is not None:
             self._loader.cancel()
             await asyncio.gather(self._loader, return_exceptions=True)
+        await self._join_loading()
         shared = {id(w) for w in (self.clip.workers if self.clip else ())}  # closed by ClipViews
         for slot in self.slots.values():
             for worker in (slot.worker, slot.fallback.worker if slot.fallback else None):
@@ -156,6 +166,17 @@ class ModelService:
             await self.clip.aclose()  # the shared views, then the CLIP thread
             self.clip = None
         await asyncio.to_thread(self.backend.close)
+
+    async def _join_loading(self) -> None:
+        """Wait (bounded) for the loading thread: torch or OpenVINO torn down under it aborts the process."""
+        thread = self._loading
+        if thread is None or not thread.is_alive():
+            return
+        assert self._stop_deadline is not None
+        if not await join_thread(thread, max(0.0, self._stop_deadline - time.monotonic())):
+            log.warning("model %s is still loading in a step that cannot be interrupted, %g s after the stop; "
+                        "the process will exit without waiting for it", thread.name.removeprefix(LOAD_THREAD_PREFIX),
+                        LOAD_STOP_S)
 
     async def wait_ready(self, name: str, timeout: float) -> ModelSlot:
         """Wait until ``name`` has finished loading (ready, missing or error): for tests and the bench."""
@@ -272,7 +293,7 @@ class ModelService:
             self._queue.put_nowait(slot)
 
     async def _load_queued(self) -> None:
-        while True:
+        while not self._cancel.is_set():  # stopping: the queued models stay queued
             slot = await self._queue.get()
             await self._load(slot)
             slot.queued = False
@@ -284,20 +305,19 @@ class ModelService:
         log.info("loading model %s ...", slot.name)
 
         def on_progress(done: int, total: int | None) -> None:  # download thread
-            if self._stop.is_set():
-                raise _Stopped()
             loop.call_soon_threadsafe(self._on_progress, slot, done, total)
 
         try:
-            model, encoder = await _in_thread(lambda: self._load_blocking(slot.spec, on_progress),
-                                              f"har-load-{slot.name}")
+            self._loading, result = start_thread(lambda: self._load_until_stopped(slot.spec, on_progress),
+                                                 f"{LOAD_THREAD_PREFIX}{slot.name}")
+            model, encoder = await result
             if slot.spec.name == CLIP_WEIGHTS:
                 await self._install_clip(slot, encoder, model)
             else:
                 await self._install(slot, model)
         except asyncio.CancelledError:
             raise
-        except (HarStreamError, _Stopped) as err:
+        except HarStreamError as err:  # Cancelled included: the server is stopping
             self._fail(slot, err)
             return
         except Exception as err:  # a broken file can make torch raise anything: show it, keep serving others
@@ -310,9 +330,21 @@ class ModelService:
                  model.info.num_classes, model.info.label_set, self.device,
                  ", CLIP fallback on" if slot.fallback else "")
 
+    def _load_until_stopped(self, spec: ModelSpec,
+                            on_progress: Callable[[int, int | None], None]) -> tuple[VideoModel, Any]:
+        try:
+            return self._load_blocking(spec, on_progress)
+        except Cancelled:
+            log.info("loading of model %s stopped at a safe point: the server is stopping", spec.name)
+            raise
+
     def _load_blocking(self, spec: ModelSpec, on_progress: Callable[[int, int | None], None]) -> tuple[VideoModel, Any]:
+        # Between steps: a stop ends the load here (``Cancelled``) rather than tearing torch down under a step.
+        check = self._cancel.raise_if_set
+        check()
         if spec.weights is not None:
-            self.store.files(spec.weights, on_progress=on_progress, progress=False)
+            self.store.files(spec.weights, on_progress=on_progress, progress=False, cancel=self._cancel)
+            check()
         if spec.name == CLIP_WEIGHTS:
             encoder = self.backend.load_clip_encoder(self.store, self.device, ClipSource(
                 None if spec.weights else Path(spec.load), self.config.prompt), self._options())
@@ -321,8 +353,11 @@ class ModelService:
             # on its runtime, compiled below by the warm-up in this thread (local); or a replica's handle (ray)
             model = self.backend.load_model(spec.load, device=self.device, store=self.store, options=self._options())
             extra = None
+        check()
         # Here, in the loading thread: `auto` may run the model to decide, and the event loop must not wait.
-        warm_up(model, resolve_precision(model, self.batch.precision, home=self.store.home).precision)
+        precision = resolve_precision(model, self.batch.precision, home=self.store.home).precision
+        check()
+        warm_up(model, precision)
         return model, extra
 
     def _options(self) -> ModelOptions:
@@ -357,8 +392,8 @@ class ModelService:
         slot.fallback = ClipFallback(worker, self.config.clip_threshold, cache_frames=4 * info.frames)
 
     def _fail(self, slot: ModelSlot, err: BaseException) -> None:
-        if isinstance(err, _Stopped):
-            slot.status, slot.message = "error", "the server stopped during the download"
+        if isinstance(err, Cancelled):
+            slot.status, slot.progress, slot.message = "error", None, "the server stopped during the load"
             return
         missing = isinstance(err, WeightsMissingError)
         if missing:
@@ -399,25 +434,3 @@ def check_custom_labels(labels: tuple[str, ...]) -> tuple[str, ...]:
             raise LabelsError(f"custom label {label!r} must be 1 to {MAX_LABEL_CHARS} characters; fix the list")
     return cleaned
 
-
-async def _in_thread(fn: Callable[[], T], name: str) -> T:
-    """Run ``fn`` in a named daemon thread: a download or load must never keep the process from exiting."""
-    loop = asyncio.get_running_loop()
-    fut: asyncio.Future[T] = loop.create_future()
-
-    def post(setter: Callable[[Any], None], value: Any) -> None:
-        if not fut.done():
-            setter(value)
-
-    def run() -> None:
-        try:
-            result = fn()
-        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(post, fut.set_exception, exc)
-        else:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(post, fut.set_result, result)
-
-    threading.Thread(target=run, name=name, daemon=True).start()
-    return await fut

@@ -10,7 +10,10 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
+import sys
+import threading
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -18,6 +21,8 @@ from aiohttp import web
 from .app import create_app
 from .auth import check_exposure
 from .config import ServerConfig
+from .keys import MODELS
+from .models_service import LOAD_THREAD_PREFIX
 from .tls import ssl_context
 
 log = logging.getLogger(__name__)
@@ -46,6 +51,7 @@ async def serve(config: ServerConfig, stop: asyncio.Event | None = None) -> None
         await stop.wait()
         log.info("stopping: recording running jobs, closing peers, cameras and models")
     finally:
+        app[MODELS].stop_loading()  # a load in progress stops at its next safe point while the rest closes
         for sig in signals:
             loop.remove_signal_handler(sig)
         await runner.cleanup()
@@ -65,6 +71,7 @@ async def listening(config: ServerConfig) -> AsyncIterator[tuple[web.Application
         await site.start()
         yield app, f"{'https' if tls else 'http'}://127.0.0.1:{runner.addresses[0][1]}"
     finally:
+        app[MODELS].stop_loading()
         await runner.cleanup()
 
 
@@ -73,4 +80,13 @@ def run(config: ServerConfig) -> int:
     # Everything is closed by now (jobs recorded, stores closed). Left to the interpreter, the final garbage
     # collection walks the whole torch heap: 2-4 s of a 10 s stop budget on a busy machine, 0.5 s frozen.
     gc.freeze()
+    loading = [t.name for t in threading.enumerate() if t.name.startswith(LOAD_THREAD_PREFIX) and t.is_alive()]
+    if loading:
+        # A load stuck in a native step past its bound (logged above): the interpreter's exit would destroy
+        # torch's or OpenVINO's threads under it and abort ("terminate called without an active exception").
+        log.warning("leaving without the interpreter's exit: %s still inside a native call", ", ".join(loading))
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
