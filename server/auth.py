@@ -102,10 +102,28 @@ def check_exposure(config: ServerConfig) -> None:
 
 # -- the failure limit --------------------------------------------------------------------------------------
 
+IPV6_CLIENT_PREFIX = 64  # an IPv6 host is usually given a whole /64 and may use a new address per connection
+
+
+def client_key(client: str) -> str:
+    """Whom a failure counts against: an IPv4 address as it is (an IPv4-mapped IPv6 one as its IPv4 address),
+    an IPv6 address as its /64, so rotating addresses inside one's own /64 does not reset the limit; anything
+    that is not an address (a test's name, "unknown") as it is."""
+    try:
+        address = ipaddress.ip_address(client.split("%", 1)[0])
+    except ValueError:
+        return client
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, IPV6_CLIENT_PREFIX), strict=False))
+    return str(address)
+
+
 @dataclass
 class FailureLimiter:
-    """At most ``max_failures`` wrong tokens per client address in ``window_s``; past that, ``retry_after``
-    says how long the address must wait. Policy when ``max_clients`` addresses are tracked: the one whose last
+    """At most ``max_failures`` wrong tokens per client (``client_key``: an address, or an IPv6 /64) in
+    ``window_s``; past that, ``retry_after`` says how long the client must wait. Policy when ``max_clients`` addresses are tracked: the one whose last
     failure is oldest is forgotten."""
 
     max_failures: int
@@ -115,21 +133,22 @@ class FailureLimiter:
     _failures: OrderedDict[str, deque[float]] = field(default_factory=OrderedDict)
 
     def retry_after(self, client: str) -> float | None:
-        times = self._failures.get(client)
+        times = self._failures.get(client_key(client))
         if times is None or len(times) < self.max_failures:
             return None
         wait = times[0] + self.window_s - self.clock()
         return wait if wait > 0 else None
 
     def failed(self, client: str) -> None:
-        times = self._failures.pop(client, None) or deque(maxlen=self.max_failures)
+        key = client_key(client)
+        times = self._failures.pop(key, None) or deque(maxlen=self.max_failures)
         times.append(self.clock())
-        self._failures[client] = times  # now the newest
+        self._failures[key] = times  # now the newest
         while len(self._failures) > self.max_clients:
             self._failures.popitem(last=False)
 
     def succeeded(self, client: str) -> None:
-        self._failures.pop(client, None)
+        self._failures.pop(client_key(client), None)
 
     def __len__(self) -> int:
         return len(self._failures)
@@ -179,7 +198,7 @@ class Authenticator:
         assert self.token is not None
         wait = self.limiter.retry_after(client)
         if wait is not None:
-            raise TooManyAttemptsError(f"too many wrong tokens from {client}; try again in {math.ceil(wait)} s",
+            raise TooManyAttemptsError(f"too many wrong tokens from {client_key(client)}; try again in {math.ceil(wait)} s",
                                        {"Retry-After": str(math.ceil(wait))})
         if hmac.compare_digest(candidate.encode(), self.token.encode()):
             self.limiter.succeeded(client)

@@ -167,6 +167,22 @@ def test_the_failure_limit_forgets_old_failures_and_bounds_its_memory() -> None:
     assert limiter.retry_after("c") is None
 
 
+def test_ipv6_clients_are_limited_by_their_64_so_rotating_addresses_does_not_help() -> None:
+    """An IPv6 host is usually handed a whole /64 and may pick any address in it per connection: the limit
+    counts the /64. IPv4 stays per address, and an IPv4-mapped IPv6 address counts as its IPv4 address."""
+    limiter = FailureLimiter(max_failures=3, window_s=60.0, clock=lambda: 0.0)
+    for i in range(3):  # three guesses, each from a new address of the same /64
+        limiter.failed(f"2001:db8:1:2::{i + 1:x}")
+    assert limiter.retry_after("2001:db8:1:2:ffff:ffff:ffff:ffff") == 60.0  # any address of that /64: blocked
+    assert limiter.retry_after("2001:db8:1:3::1") is None  # the next /64 is someone else
+    limiter.succeeded("2001:db8:1:2::abcd")  # the right token from the /64 clears it
+    assert limiter.retry_after("2001:db8:1:2::1") is None
+    for _ in range(3):
+        limiter.failed("::ffff:10.0.0.7")
+    assert limiter.retry_after("10.0.0.7") == 60.0 and limiter.retry_after("10.0.0.8") is None
+    assert len(limiter) == 1
+
+
 async def test_cross_site_requests_and_websockets_are_refused(tiny_checkpoint: Path, tmp_path: Path) -> None:
     """No token (loopback, the default): another site's page still cannot POST or open a websocket."""
     async with live_server(config(tmp_path, tiny_checkpoint)) as live:
