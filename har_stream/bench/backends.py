@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..backends.base import BackendConfig
-from .live import LiveRun, local_server, percentile, run_peers
+from ..plugins import bench_server
+from .live import LiveRun, percentile, run_peers
 
 
 @dataclass(frozen=True)
@@ -71,12 +72,13 @@ async def compare_backends(peers: int, ray: BackendConfig, *, model: str | None,
     runs: dict[str, LiveRun] = {}
     described: dict[str, str] = {}
     wire = [0, 0, 0]
+    server = bench_server("bench live --backend ray")
     for kind in ("local", "ray"):
         apps: list[Any] = []
-        async with local_server(model, device, stride, torch_threads, precision=precision,
-                                backend=ray if kind == "ray" else None, apps=apps) as (url, where):
+        async with server.local_server(model, device, stride, torch_threads, precision=precision,
+                                       backend=ray if kind == "ray" else None, apps=apps) as (url, where):
             described[kind] = where
-            stats = _wire(apps[0]) if kind == "ray" else None
+            stats = server.wire_stats(apps[0]) if kind == "ray" else None
 
             async def measured() -> None:
                 """run_peers' measured seconds, with the wire counters read at their start and end."""
@@ -88,10 +90,3 @@ async def compare_backends(peers: int, ray: BackendConfig, *, model: str | None,
 
             runs[kind] = await run_peers(url, peers, fps=fps, stride=stride, size=size, during=measured)
     return BackendComparison(runs["local"], runs["ray"], *wire), described["local"], described["ray"]
-
-
-def _wire(app: Any) -> Any:
-    from server.keys import MODELS
-
-    stats = app[MODELS].backend.stats
-    return next(iter(stats.values()))

@@ -11,9 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import statistics
-import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -158,62 +157,6 @@ def untrained_torchvision_weights(name: str, folder: Path) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-
-
-@contextlib.asynccontextmanager
-async def local_server(model: str | None, device: str, stride: int | None,
-                       torch_threads: int | None = None, untrained: bool = False,
-                       precision: str = "auto", backend: Any = None,
-                       apps: list[Any] | None = None) -> AsyncIterator[tuple[str, str]]:
-    """A server in this process on a free loopback port; yields (url, description of its model).
-
-    Without ``model`` it serves an untrained ResNet-18 CNN-LSTM at 112x112 over UCF101's 101 labels (speed does
-    not depend on the weights' values), written to a temporary checkpoint. ``backend``: a ``BackendConfig``
-    (``--backend ray``; default: local); the app is appended to ``apps`` when given (the bench reads its
-    backend's counters).
-    """
-    from server.config import ServerConfig
-    from server.ice import ice_loopback
-    from server.keys import MODELS
-    from server.runner import listening
-
-    with contextlib.ExitStack() as stack:
-        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="har-bench-live-"))
-        stack.enter_context(ice_loopback())
-        if untrained and model:
-            stack.enter_context(untrained_torchvision_weights(model, Path(tmp)))
-        spec = model or str(_untrained_checkpoint(Path(tmp)))
-        config = ServerConfig(model=spec, device=device, port=0, clip_threshold=0.0, stride=stride or 8,
-                              max_peers=64, preload=False, peer_idle_timeout_s=30.0,
-                              torch_threads=torch_threads, precision=precision, data_dir=Path(tmp) / "data",
-                              **({"backend": backend} if backend is not None else {}))
-        async with listening(config) as (app, url):
-            service = app[MODELS]
-            if apps is not None:
-                apps.append(app)
-            slot = await service.wait_ready(service.default, timeout=600)
-            if slot.status != "ready" or slot.worker is None:
-                from ..errors import ModelError
-
-                raise ModelError(f"bench model {service.default} is {slot.status}: {slot.message}")
-            info = slot.worker.info
-            import torch
-
-            desc = (f"{info.name} ({info.family}, {info.crop[0]}x{info.crop[1]}, {info.frames} frames at "
-                    f"{info.fps:g} fps, {info.num_classes} labels) on {service.device}, in this process, "
-                    f"{torch.get_num_threads()} torch threads, precision {precision}")
-            if backend is not None and backend.kind == "ray":
-                desc = (f"{info.name} ({info.family}, {info.crop[0]}x{info.crop[1]}, {info.num_classes} labels) on "
-                        f"Ray Serve ({backend.ray_address}, replicas: {backend.num_replicas or 'autoscaled'}, "
-                        f"{backend.num_cpus:g} CPU each), precision {precision}")
-            yield url, desc
-
-
-def _untrained_checkpoint(folder: Path) -> Path:
-    from ..models.cnn_lstm import save_checkpoint
-    from .machine import untrained_cnn_lstm_net
-
-    return save_checkpoint(untrained_cnn_lstm_net(), folder / "cnn-lstm-resnet18-untrained.pt")
 
 
 def format_run(run: LiveRun) -> str:

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     import torch
 
     from ..models.base import VideoModel
+    from ..plugins import BenchServer
 
 
 RUNTIME_NAMES = ("torch-fp32", "torch-bf16", "torch-compile", "onnxruntime-fp32", "onnxruntime-int8", "openvino-fp32",
@@ -292,10 +293,15 @@ def run_live(args: argparse.Namespace) -> int:
     check_json(args)
     import asyncio
 
+    from ..plugins import bench_server
+
     counts, size = _peer_counts(args), _size(args.size)
+    # what the server package provides (an in-process server, or with --url the ICE patch alone): looked up
+    # first, so that a missing server package is one line before anything starts
+    server = bench_server("bench live") if not args.url or args.ice_loopback else None
     if args.backend == "ray":
         return asyncio.run(_run_live_backends(args, counts, size))
-    return asyncio.run(_run_live(args, counts, size))
+    return asyncio.run(_run_live(args, counts, size, server))
 
 
 async def _run_live_backends(args: argparse.Namespace, counts: list[int], size: tuple[int, int]) -> int:
@@ -329,24 +335,24 @@ async def _run_live_backends(args: argparse.Namespace, counts: list[int], size: 
     return 0
 
 
-async def _run_live(args: argparse.Namespace, counts: list[int], size: tuple[int, int]) -> int:
+async def _run_live(args: argparse.Namespace, counts: list[int], size: tuple[int, int],
+                    server: BenchServer | None) -> int:
     import contextlib
 
-    from ..bench.live import HEADER, format_run, local_server, run_peers
+    from ..bench.live import HEADER, format_run, run_peers
     from ..bench.machine import describe
     from ..models.base import pick_device
 
     async with contextlib.AsyncExitStack() as stack:
         if args.url:
             url, where = args.url.rstrip("/"), f"{args.url} (its model: {args.model or 'the default'})"
-            if args.ice_loopback:
-                from server.ice import ice_loopback
-
-                stack.enter_context(ice_loopback())
+            if args.ice_loopback and server is not None:
+                stack.enter_context(server.ice_loopback())
         else:
-            url, where = await stack.enter_async_context(local_server(args.model, args.device, args.stride,
-                                                                           args.torch_threads, args.untrained,
-                                                                           args.precision))
+            assert server is not None  # run_live looked it up
+            url, where = await stack.enter_async_context(server.local_server(args.model, args.device, args.stride,
+                                                                             args.torch_threads, args.untrained,
+                                                                             args.precision))
         print(f"machine: {describe(pick_device(args.device))}")
         print(f"server:  {where}")
         print(f"peers:   synthetic {size[0]}x{size[1]} webcams at {args.fps:g} fps (VP8), {args.seconds:g} s measured "
@@ -376,26 +382,26 @@ def run_jobs(args: argparse.Namespace) -> int:
     import asyncio
 
     from ..errors import ConfigError
+    from ..plugins import bench_server
 
     if args.peers < 1 or not args.seconds > 0:
         raise ConfigError("--peers must be at least 1 and --seconds positive")
     if args.video is not None and not args.video.is_file():
         raise ConfigError(f"--video {args.video} is not a file")
-    return asyncio.run(_run_jobs(args))
+    return asyncio.run(_run_jobs(args, bench_server("bench jobs")))
 
 
-async def _run_jobs(args: argparse.Namespace) -> int:
+async def _run_jobs(args: argparse.Namespace, server: BenchServer) -> int:
     import tempfile
 
     from ..bench.jobs import format_mixed, run_mixed
-    from ..bench.live import local_server
     from ..bench.machine import describe
     from ..bench.offline import make_bench_clip
     from ..models.base import pick_device
 
     with tempfile.TemporaryDirectory(prefix="har-bench-jobs-") as tmp:
         clip = args.video or make_bench_clip(Path(tmp), seconds=60.0)  # long enough to measure the peers during it
-        async with local_server(None, args.device, args.stride, args.torch_threads, precision=args.precision) \
+        async with server.local_server(None, args.device, args.stride, args.torch_threads, precision=args.precision) \
                 as (url, where):
             print(f"machine: {describe(pick_device(args.device))}")
             print(f"server:  {where}")
@@ -415,6 +421,7 @@ def run_cameras(args: argparse.Namespace) -> int:
     import asyncio
 
     from ..errors import ConfigError
+    from ..plugins import bench_server
 
     try:
         counts = sorted({int(x) for x in args.sweep.split(",")}) if args.sweep else [args.cameras]
@@ -425,22 +432,21 @@ def run_cameras(args: argparse.Namespace) -> int:
         raise ConfigError("camera counts must be at least 1")
     if not args.seconds > 0 or args.stride < 1:
         raise ConfigError("--seconds must be positive and --stride at least 1")
-    return asyncio.run(_run_cameras(args, counts))
+    return asyncio.run(_run_cameras(args, counts, bench_server("bench cameras")))
 
 
-async def _run_cameras(args: argparse.Namespace, counts: list[int]) -> int:
+async def _run_cameras(args: argparse.Namespace, counts: list[int], server: BenchServer) -> int:
     import tempfile
 
     from ..bench.cameras import CAMERA_FPS, HEADER, criteria, format_run, make_camera_clip, run_cameras
     from ..bench.cpu import named_threads
-    from ..bench.live import local_server
     from ..bench.machine import describe
     from ..models.base import pick_device
 
     with tempfile.TemporaryDirectory(prefix="har-bench-cameras-") as tmp, named_threads():
         clip = make_camera_clip(Path(tmp))
-        async with local_server(args.model, args.device, args.stride, args.torch_threads, args.untrained,
-                                args.precision) as (url, where):
+        async with server.local_server(args.model, args.device, args.stride, args.torch_threads, args.untrained,
+                                       args.precision) as (url, where):
             print(f"machine: {describe(pick_device(args.device))}")
             print(f"server:  {where}")
             print(f"cameras: RTSP 640x480 at {CAMERA_FPS:g} fps (H.264, a keyframe a second), each ffmpeg streaming a "

@@ -1,6 +1,9 @@
 """``har-stream serve``: the web app — live camera labels over WebRTC, analysis jobs for files and URLs, and
 cameras (RTSP, live URLs) watched with action events.
 
+The server package adds this sub-command to ``har-stream`` through the ``har_stream.commands`` entry point
+(pyproject.toml; found by har_stream/plugins.py), since har_stream never imports server.
+
 Options override environment variables (``HAR_STREAM_PORT``...), which override the config file, which
 overrides the defaults (see ``server/config.py``). The server (aiohttp, aiortc, torch) is imported only when
 the command runs, so ``har-stream --help`` stays instant.
@@ -73,7 +76,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="also publish action events to this MQTT broker, on PREFIX/<camera>/events")
     p.add_argument("--event-min-seconds", dest="event_min_s", type=float, default=None, metavar="SECONDS",
                    help="an action must hold this long to open an event (default: 1)")
-    from .analyse import add_backend_options
+    p.add_argument("--inference-stall", dest="inference_stall_s", type=float, default=None, metavar="SECONDS",
+                   help="a model call running longer is given up (its streams go on, /readyz reports it) "
+                        "(default: 30)")
+    p.add_argument("--log-format", choices=("text", "json"), default=argparse.SUPPRESS,
+                   help="same as the global option: json = one JSON object per log line, with stream/peer/job ids")
+    from har_stream.commands.analyse import add_backend_options
 
     add_backend_options(p, default=None)  # --backend, --ray-address: also [backend] in the config file
     security = p.add_argument_group("security (docs/security.md)")
@@ -97,11 +105,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     security.add_argument("--ice-interface", dest="ice_interfaces", action="append", default=None,
                           metavar="ADDRESS|NAME",
                           help="offer only this host address or interface (e.g. eth0) as ICE candidate (repeat)")
-    p.add_argument("--inference-stall", dest="inference_stall_s", type=float, default=None, metavar="SECONDS",
-                   help="a model call running longer is given up (its streams go on, /readyz reports it) "
-                        "(default: 30)")
-    p.add_argument("--log-format", choices=("text", "json"), default=argparse.SUPPRESS,
-                   help="same as the global option: json = one JSON object per log line, with stream/peer/job ids")
     p.set_defaults(func=run)
 
 
@@ -117,10 +120,9 @@ CLI_FIELDS = (*CLI_FIELDS, "backend", "ray_address")  # --backend ray (har_strea
 CLI_FIELDS = (*CLI_FIELDS, "database")  # --database (server/database.py)
 
 
-
 def run(args: argparse.Namespace) -> int:
-    from server.config import load_config
-    from server.runner import run as run_server
+    from .config import load_config
+    from .runner import run as run_server
 
     config = load_config({name: getattr(args, name) for name in CLI_FIELDS}, config_file=args.config)
     # the load/download progress lines, each model's precision and runtime (and why), and the address
