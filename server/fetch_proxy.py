@@ -4,9 +4,10 @@ Why a proxy: FFmpeg follows HTTP redirects and fetches HLS segment URLs itself, 
 while it resolves a page; neither lets a caller check where each request goes. Both can be told to use an
 HTTP proxy (FFmpeg's ``http_proxy`` option, which its HLS demuxer hands on to segment requests; yt-dlp's
 ``proxy``), so every request of a fetch arrives here first. The proxy resolves the host once, checks every
-address with the fetch's ``AddressPolicy``, and connects to the address it checked, so a DNS answer that
-changes between check and connect (rebinding) cannot slip through either. A refused hop is answered 403 and
-remembered (``refusals``), so the job or camera can say which hop was refused and why.
+address with the fetch's ``AddressPolicy``, and connects only to addresses it checked (each in turn until one
+answers), so a DNS answer that changes between check and connect (rebinding) cannot slip through either. A
+refused hop is answered 403 and remembered (``refusals``), so the job or camera can say which hop was refused
+and why.
 
 Plain ``http://`` requests arrive in absolute form and are forwarded with ``Connection: close`` (one request
 per connection); ``https://`` arrives as ``CONNECT host:port`` and is tunnelled after the check (the proxy
@@ -28,13 +29,15 @@ import ipaddress
 import logging
 import os
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from .url_guard import AddressPolicy, IPAddress
 
 log = logging.getLogger(__name__)
+
+Resolver = Callable[[str, int], Awaitable[list[str]]]  # (host, port) → addresses, most preferred first
 
 HEAD_LIMIT = 64 * 1024
 HEAD_TIMEOUT_S = 30.0
@@ -69,9 +72,10 @@ class _Refused(Exception):
 class GuardProxy:
     """``async with GuardProxy(policy) as proxy``: ``proxy.url`` goes to FFmpeg/yt-dlp; stopped on exit."""
 
-    def __init__(self, policy: AddressPolicy, name: str = "fetch") -> None:
+    def __init__(self, policy: AddressPolicy, name: str = "fetch", resolver: Resolver | None = None) -> None:
         self.policy = policy
         self.name = name
+        self.resolver = resolver or system_resolver  # tests give names of their own
         self.refusals: deque[Refusal] = deque(maxlen=MAX_REFUSALS)
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
@@ -165,17 +169,28 @@ class GuardProxy:
 
     async def _connect(self, host: str, port: int, target: str
                        ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        """Resolve ``host`` once, check every address, connect to the checked one."""
-        loop = asyncio.get_running_loop()
-        infos = await loop.getaddrinfo(host, port, type=1)  # SOCK_STREAM
-        addresses: list[IPAddress] = [ipaddress.ip_address(str(i[4][0]).split("%", 1)[0]) for i in infos]
+        """Resolve ``host`` once, check every address, then connect to each checked one in turn until one
+        answers (a name with an unreachable first address still works, as it would for a browser)."""
+        addresses: list[IPAddress] = [ipaddress.ip_address(a.split("%", 1)[0]) for a in await self.resolver(host, port)]
         if not addresses:
             raise OSError(f"{host} has no address")
         for address in addresses:
             why = self.policy.refusal(address, port)
             if why is not None:
                 raise _Refused(Refusal(target, why))
-        return await asyncio.wait_for(asyncio.open_connection(str(addresses[0]), port), CONNECT_TIMEOUT_S)
+        failures: list[str] = []
+        for address in dict.fromkeys(addresses):  # each once, in the resolver's order
+            try:
+                return await asyncio.wait_for(asyncio.open_connection(str(address), port), CONNECT_TIMEOUT_S)
+            except (OSError, TimeoutError) as err:
+                failures.append(f"{address}: {err or type(err).__name__}")
+        raise OSError(f"no address of {host} answered ({'; '.join(failures)})")
+
+
+async def system_resolver(host: str, port: int) -> list[str]:
+    """``host``'s addresses as the system resolves them, in its order of preference."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=1)  # SOCK_STREAM
+    return [str(info[4][0]) for info in infos]
 
 
 def drop_no_proxy() -> None:

@@ -549,6 +549,41 @@ async def test_https_connect_is_checked_host_by_host(corpus: Corpus) -> None:
     assert corpus.forbidden.requests == []
 
 
+async def test_the_guard_tries_each_checked_address_in_turn() -> None:
+    """A name with two addresses, both allowed, the first refusing connections: the proxy falls back to the
+    second, as a browser or FFmpeg would on their own (every address was checked before any connect)."""
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nsecond")
+        await writer.drain()
+        writer.close()
+
+    upstream = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = upstream.sockets[0].getsockname()[1]
+    names = {"camera.test": ["127.0.0.2", "127.0.0.1"]}  # nothing listens on 127.0.0.2: refused at once
+
+    async def resolver(host: str, _: int) -> list[str]:
+        return names[host]
+
+    policy = AddressPolicy.for_jobs(False, parse_allowed_hosts((f"127.0.0.2:{port}", f"127.0.0.1:{port}")))
+    try:
+        async with GuardProxy(policy, "test", resolver=resolver) as proxy:
+            head = await _through_proxy(
+                proxy, f"GET http://camera.test:{port}/x HTTP/1.1\r\nHost: camera.test\r\n\r\n".encode())
+            assert head.startswith(b"HTTP/1.1 200"), head
+            names["camera.test"] = ["127.0.0.2", "169.254.169.254"]  # a refused address among them: no connect
+            head = await _through_proxy(
+                proxy, f"GET http://camera.test:{port}/x HTTP/1.1\r\nHost: camera.test\r\n\r\n".encode())
+            assert head.startswith(b"HTTP/1.1 403"), head
+            names["camera.test"] = ["127.0.0.2"]  # the only one refuses: 502, saying so
+            head = await _through_proxy(
+                proxy, f"GET http://camera.test:{port}/x HTTP/1.1\r\nHost: camera.test\r\n\r\n".encode())
+            assert head.startswith(b"HTTP/1.1 502"), head
+    finally:
+        upstream.close()
+        await upstream.wait_closed()
+
+
 @pytest.mark.usefixtures("one_torch_thread")
 async def test_https_job_is_fetched_through_the_guard_and_its_redirects_checked(
         tiny_checkpoint: Path, change_clip: Path, tmp_path: Path) -> None:
