@@ -4,8 +4,9 @@ Why subclasses of the SQLite stores: the rest of the server (the job manager, th
 queue, the stream manager) talks to one interface, so the seam is only which class ``server/storage.py`` builds.
 What differs because several front ends share the rows:
 
-* jobs carry the ``node`` that runs them (host and data folder): only that node resumes its queued jobs or
-  fails its interrupted ones at start, since the uploads live in its ``--data-dir``. A finished job's result
+* jobs carry the ``node`` that runs them (an id kept in its ``--data-dir``, so a container with a new host name
+  on the same volume is the same node): only that node resumes its queued jobs or fails its interrupted ones at
+  start, since the uploads live in its data dir. A finished job's result
   JSON is copied into the row, so any front end answers ``GET /api/jobs/{id}`` with it; the media files
   (playable/annotated video, CSV) stay on the node that ran the job and are served there only.
 * an event's snapshot JPEG is a ``bytea`` in its row (they are ~15 KB), so any front end serves any picture.
@@ -22,6 +23,7 @@ import logging
 import shutil
 import socket
 import time
+import uuid
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,8 @@ from .event_store import (_COLUMNS as EVENT_COLUMNS, EventQuery, EventRetention,
 from .job_store import _COLUMNS as JOB_COLUMNS, INTERRUPTED, JobRecord, JobStore, _record, _row as job_row
 
 log = logging.getLogger(__name__)
+
+NODE_FILE = "node-id"
 
 
 class CameraTakenError(HarStreamError):
@@ -59,11 +63,24 @@ class PgJobStore(JobStore):
     def __init__(self, root: Path, database: Database) -> None:
         super().__init__(root)
         self.database = database
-        self.node = f"{socket.gethostname()}:{self.root}"
+        self.node = ""  # read at open()
+
+    def _node_id(self) -> str:
+        """This data dir's id among the front ends (created once, then kept with the files it names)."""
+        path = self.root / NODE_FILE
+        try:
+            return path.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            node = f"{socket.gethostname()}:{uuid.uuid4().hex[:12]}"
+            tmp = path.with_name(f".{NODE_FILE}.tmp")
+            tmp.write_text(node + "\n", encoding="utf-8")
+            tmp.replace(path)
+            return node
 
     async def open(self) -> list[JobRecord]:
         try:
             await asyncio.to_thread(self.jobs_dir.mkdir, parents=True, exist_ok=True)
+            self.node = await asyncio.to_thread(self._node_id)
         except OSError as err:
             raise ConfigError(f"cannot use the data directory {self.root}: {err}; set --data-dir to a writable "
                               "folder") from err
@@ -235,10 +252,14 @@ class PgCameraStore(CameraStore):
             if added is None:
                 raise CameraTakenError(f"a camera named {spec.name!r} is already stored by a front end sharing "
                                        "this database; remove it first or pick another name")
-            await conn.execute(
+            leased = await conn.fetchval(
                 "INSERT INTO camera_leases (name, owner, expires_at) VALUES ($1, $2, now() + $3 * interval '1 s') "
-                "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at",
+                "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at "
+                "WHERE camera_leases.expires_at < now() OR camera_leases.owner = excluded.owner RETURNING name",
                 spec.name, self.database.owner, self.lease_ttl_s)
+            if leased is None:  # a config-file camera of that name, watched by another front end
+                raise CameraTakenError(f"a camera named {spec.name!r} is watched by another front end sharing "
+                                       "this database; pick another name")
 
     async def delete(self, name: str) -> bool:
         """Forget the camera and its lease; its owner stops it at its next renewal."""

@@ -145,3 +145,20 @@ async def test_front_ends_racing_for_free_cameras_get_one_lease_each_and_only_an
     finally:
         for database in databases:
             await database.aclose()
+
+
+async def test_a_camera_name_another_front_end_watches_from_its_config_file_is_refused(
+        postgres: PostgresServer, tiny_checkpoint: Path, tmp_path: Path) -> None:
+    from server.camera_spec import parse_camera
+
+    url = await postgres.create_database()
+    with SilentListener() as camera:
+        gate = parse_camera({"name": "gate", "url": camera.url("rtsp", "gate")})
+        async with jobs_client(front_end(tiny_checkpoint, tmp_path, "a", url, cameras=(gate,),
+                                         lease_renew_s=RENEW_S, lease_ttl_s=TTL_S)) as a:
+            a_owner = (await until(lambda: _owned_elsewhere(a, "gate", ""), 10, "A watches its config camera"))["owner"]
+            async with jobs_client(config(tiny_checkpoint, tmp_path, "b", url)) as b:
+                refused = await b.post("/api/streams", json={"name": "gate", "url": camera.url("rtsp", "other")})
+                assert refused.status == 409, await refused.text()
+                assert (await owned_by(a, "gate", a_owner)) is not None  # A still holds it
+                assert "gate" not in await streams(b)  # B's config has no such camera, and nothing was stored

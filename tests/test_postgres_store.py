@@ -11,6 +11,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from aiohttp import web
 
 from har_stream.errors import ConfigError
 from server.app import create_app
@@ -70,6 +71,13 @@ async def test_jobs_events_and_cameras_stored_through_one_front_end_are_listed_b
         elsewhere = await b.get(f"/api/jobs/{job_id}/result.csv")  # media files stay with the front end that ran it
         assert elsewhere.status == 404 and "another front end" in (await elsewhere.json())["error"]
         assert (await a.get(f"/api/jobs/{job_id}/result.csv")).status == 200
+        conn = await asyncpg.connect(url)  # the job belongs to A's data dir (its id is kept there), not to B's
+        try:
+            node = await conn.fetchval("SELECT node FROM jobs WHERE id = $1", job_id)
+        finally:
+            await conn.close()
+        node_a, node_b = ((tmp_path / name / "node-id").read_text().strip() for name in ("a", "b"))
+        assert node == node_a != node_b
 
         # an event (and its snapshot) published on A: B lists and serves it
         a.app[EVENTS].publish(action("e1", stream="porch", label="walking"))
@@ -118,9 +126,12 @@ async def test_the_schema_is_versioned_and_a_newer_one_is_refused(
         await conn.execute("INSERT INTO har_stream_schema (version) VALUES ($1)", SCHEMA_VERSION + 1)
     finally:
         await conn.close()
-    with pytest.raises(ConfigError, match="newer har-stream"):
-        async with jobs_client(front_end(tiny_checkpoint, tmp_path, "a", url), wait_for_default=False):
-            pass
+    runner = web.AppRunner(create_app(front_end(tiny_checkpoint, tmp_path, "a", url)))
+    try:
+        with pytest.raises(ConfigError, match="newer har-stream"):
+            await runner.setup()
+    finally:
+        await runner.cleanup()
 
 
 async def test_bad_database_urls_are_one_clear_error(postgres: PostgresServer, tiny_checkpoint: Path,
@@ -134,17 +145,13 @@ async def test_bad_database_urls_are_one_clear_error(postgres: PostgresServer, t
         postgres.url("no_such_database"): "does not exist",
     }
     for url, message in cases.items():
-        app = create_app(jobs_config(tiny_checkpoint, tmp_path, database=url))
-        with pytest.raises(ConfigError, match=message) as caught:
-            async with jobs_client_of(app):
-                pass
+        runner = web.AppRunner(create_app(jobs_config(tiny_checkpoint, tmp_path, database=url)))
+        try:
+            with pytest.raises(ConfigError, match=message) as caught:
+                await runner.setup()  # the app's start: the database opens before anything else
+        finally:
+            await runner.cleanup()
         assert "s3cret" not in str(caught.value) and "\n" not in str(caught.value)
-
-
-def jobs_client_of(app: Any) -> Any:
-    from aiohttp.test_utils import TestClient, TestServer
-
-    return TestClient(TestServer(app))
 
 
 def test_the_cli_says_why_it_cannot_use_the_database(cli_env: dict[str, str], tiny_checkpoint: Path,
@@ -153,6 +160,6 @@ def test_the_cli_says_why_it_cannot_use_the_database(cli_env: dict[str, str], ti
     run = subprocess.run([*har_stream_command(), "serve", "--port", "0", "--model", str(tiny_checkpoint),
                           "--data-dir", str(tmp_path / "data"), "--database", url], env=cli_env,
                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
-    assert run.returncode != 0
-    assert "cannot reach the database postgresql://har:***@127.0.0.1" in run.stderr, run.stderr
+    assert run.returncode == 2, run.stderr
+    assert "har-stream: error: cannot reach the database postgresql://har:***@127.0.0.1" in run.stderr, run.stderr
     assert "s3cret" not in run.stderr and "Traceback" not in run.stderr, run.stderr
