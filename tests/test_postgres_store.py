@@ -163,3 +163,18 @@ def test_the_cli_says_why_it_cannot_use_the_database(cli_env: dict[str, str], ti
     assert run.returncode == 2, run.stderr
     assert "har-stream: error: cannot reach the database postgresql://har:***@127.0.0.1" in run.stderr, run.stderr
     assert "s3cret" not in run.stderr and "Traceback" not in run.stderr, run.stderr
+
+
+def test_the_compose_cluster_front_ends_share_the_database_and_keep_their_own_data_dirs() -> None:
+    import yaml
+
+    from tests.helpers.clips import REPO
+
+    services = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
+    fronts = [services["front-1"], services["front-2"]]
+    urls = {front["environment"]["HAR_STREAM_DATABASE"] for front in fronts}
+    assert len(urls) == 1 and next(iter(urls)).startswith("postgresql://har:") and "@postgres:5432/har" in urls.pop()
+    data = [next(v for v in front["volumes"] if v.endswith(":/data")) for front in fronts]
+    assert len(set(data)) == 2, data  # one node-id, one set of uploads per front end
+    assert all(front["depends_on"]["postgres"] == {"condition": "service_healthy"} for front in fronts)
+    assert "pg_isready" in services["postgres"]["healthcheck"]["test"]
