@@ -161,3 +161,28 @@ raise SystemExit(main(["serve", "--host", "127.0.0.1", "--port", "0", "--model",
     assert "leaving without the interpreter's exit: har-load-" in log, log
     assert " ready in " not in log, log
     assert time.monotonic() - started < 90
+
+
+async def test_a_test_server_stopped_while_its_model_converts_leaves_no_loading_thread(
+        tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """In-process (``server.runner.listening``, as the other tests use it): leaving the server while its model
+    is still in an OpenVINO conversion joins the loading thread, so no thread is inside OpenVINO or torch when
+    this pytest worker later exits (which used to abort the whole worker)."""
+    pytest.importorskip("openvino")
+    import threading
+
+    from server.config import ServerConfig
+    from server.models_service import LOAD_THREAD_PREFIX
+    from tests.helpers.webrtc_client import live_server
+
+    config = ServerConfig(model=str(tiny_checkpoint), runtime="openvino", offline=True, home=tmp_path / "home",
+                          port=0, data_dir=tmp_path / "data", clip_threshold=0.0, torch_threads=1)
+    started = time.monotonic()
+    async with live_server(config, wait_for_default=False) as server:
+        deadline = time.monotonic() + 30
+        while not (loading := [t for t in threading.enumerate() if t.name.startswith(LOAD_THREAD_PREFIX)]):
+            assert time.monotonic() < deadline, "no loading thread started"
+            await asyncio.sleep(0.01)
+        assert server.models.slots[server.models.default].status == "loading"
+    assert [t.name for t in loading if t.is_alive()] == [], "the loading thread outlived the server"
+    assert time.monotonic() - started < 10.0
