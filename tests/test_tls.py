@@ -3,6 +3,8 @@ the openssl CLI (as docs/security.md shows); the session cookie is Secure; unusa
 
 from __future__ import annotations
 
+import asyncio
+import os
 import shutil
 import ssl
 import subprocess
@@ -86,3 +88,54 @@ def test_unusable_tls_files_fail_the_start_saying_why(certificate: tuple[Path, P
         ssl_context(load_config({"tls_cert": key, "tls_key": cert}, env={}))  # swapped
     env = {"HAR_STREAM_TLS_CERT": str(cert), "HAR_STREAM_TLS_KEY": str(key)}
     assert ssl_context(load_config({}, env=env)) is not None
+
+
+def make_certificate(folder: Path, name: str) -> tuple[Path, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={name}",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+async def served_certificate(url: str) -> bytes:
+    """The DER certificate a new TLS connection to ``url``'s port is shown."""
+    port = int(url.rsplit(":", 1)[1])
+    anything = ssl.create_default_context()
+    anything.check_hostname = False
+    anything.verify_mode = ssl.CERT_NONE
+    _, writer = await asyncio.open_connection("127.0.0.1", port, ssl=anything)
+    try:
+        return writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+    finally:
+        writer.close()
+
+
+def der(cert: Path) -> bytes:
+    return ssl.PEM_cert_to_DER_cert(cert.read_text())
+
+
+async def test_a_renewed_certificate_is_served_without_a_restart(certificate: tuple[Path, Path],
+                                                                 tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """Let's Encrypt renews every 60-90 days; a server running for weeks picks the new files up at the next
+    connection after they change, and keeps the old certificate while a renewal is half written."""
+    first = certificate
+    second = make_certificate(tmp_path / "second", "har-stream-renewed")
+    live_dir = tmp_path / "live"
+    live_dir.mkdir()
+    cert, key = live_dir / "cert.pem", live_dir / "key.pem"
+    shutil.copyfile(first[0], cert)
+    shutil.copyfile(first[1], key)
+    config = ServerConfig(model=str(tiny_checkpoint), offline=True, home=tmp_path / "home", data_dir=tmp_path / "d",
+                          port=0, tls_cert=cert, tls_key=key)
+    async with live_server(config, wait_for_default=False) as live:
+        assert await served_certificate(live.url) == der(first[0])
+        shutil.copyfile(second[0], tmp_path / "new-cert.pem")
+        os.replace(tmp_path / "new-cert.pem", cert)  # half a renewal: the new certificate, the old key
+        assert await served_certificate(live.url) == der(first[0])  # unusable pair: the old one stays
+        shutil.copyfile(second[1], tmp_path / "new-key.pem")
+        os.replace(tmp_path / "new-key.pem", key)
+        assert await served_certificate(live.url) == der(second[0])  # the next connection, no restart
+        async with live.session.get(live.url + "/api/auth", ssl=client_context(second[0])) as reply:
+            assert reply.status == 200  # and it serves over it
