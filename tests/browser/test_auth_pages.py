@@ -2,7 +2,8 @@
 
 The analysis page must ask for the token in its dialog (a wrong one is refused with the server's words), then
 work: models listed, the past-jobs list answered. The session cookie it got must be invisible to scripts
-(HttpOnly) and carry the cameras page's websocket, with no second prompt.
+(HttpOnly) and carry the cameras page's websocket, with no second prompt. The live page's WebRTC offer works
+after its sign-in (the fake webcam gets labels), and the events page then lists with the same cookie.
 """
 
 from __future__ import annotations
@@ -75,4 +76,42 @@ def test_the_pages_ask_for_the_token_once_and_then_work(token_server: LiveServer
                            timeout=30_000)
     assert not page.locator('[data-testid="auth-dialog"]').is_visible()
     page.screenshot(path=str(artifacts_dir / "auth-cameras-signed-in.png"))
+    assert errors == []
+
+
+def test_the_live_page_and_the_events_page_work_with_the_token(  # type: ignore[no-untyped-def]
+        token_server: LiveServer, chromium, fake_webcam: Path, artifacts_dir: Path) -> None:
+    """The WebRTC offer is an API route too: after the sign-in the live page's offer carries the cookie and the
+    fake webcam gets labels; the events page then loads its list with the same cookie, without asking again."""
+    page = chromium(camera=fake_webcam).new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda err: errors.append(str(err)))
+    statuses: dict[str, list[int]] = {"offer": [], "events": []}
+
+    def seen(response) -> None:  # type: ignore[no-untyped-def]
+        path = response.url.split("?", 1)[0]
+        if path.endswith("/api/webrtc/offer"):
+            statuses["offer"].append(response.status)
+        elif path.endswith("/api/events"):
+            statuses["events"].append(response.status)
+
+    page.on("response", seen)
+    page.goto(token_server.url)
+    page.locator('[data-testid="auth-dialog"]').wait_for(state="visible", timeout=20_000)
+    page.fill('[data-testid="auth-token"]', TOKEN)
+    page.click('[data-testid="auth-submit"]')
+    page.locator('[data-testid="auth-dialog"]').wait_for(state="hidden", timeout=10_000)
+    page.wait_for_function("document.querySelector('[data-testid=model-select]').value !== ''", timeout=30_000)
+    page.click('[data-testid="start"]')
+    page.wait_for_function("document.querySelector('[data-testid=current-label]').dataset.window", timeout=45_000)
+    assert page.locator('[data-testid="current-label"]').inner_text().strip() != ""  # a label arrived
+    assert statuses["offer"] == [200], statuses
+    page.screenshot(path=str(artifacts_dir / "auth-live-signed-in.png"))
+
+    page.goto(token_server.url + "events")
+    page.wait_for_function("document.querySelector('[data-testid=events-count]')?.dataset.total !== undefined",
+                           timeout=30_000)
+    assert statuses["events"] and set(statuses["events"]) == {200}, statuses
+    assert not page.locator('[data-testid="auth-dialog"]').is_visible()
+    page.screenshot(path=str(artifacts_dir / "auth-events-signed-in.png"))
     assert errors == []
