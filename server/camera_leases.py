@@ -153,11 +153,12 @@ class LeaseKeeper:
     async def _run(self) -> None:
         while True:
             try:
-                await self.tick()
+                async with asyncio.timeout(self.leases.ttl_s):  # a hung database must not outlast the TTL
+                    await self.tick()
             except asyncio.CancelledError:
                 raise
             except Exception as err:  # the database is away: keep trying; give the cameras up past the TTL
-                log.warning("camera leases: %s: %s", type(err).__name__, err)
+                log.warning("camera leases: %s: %s", type(err).__name__, err or "timed out")
                 if time.monotonic() - self._renewed > self.leases.ttl_s:
                     for name in sorted(self._held & set(self.cameras.watched())):
                         self.cameras.unwatch(name, "its lease could not be renewed (database unreachable)")

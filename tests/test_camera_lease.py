@@ -162,3 +162,35 @@ async def test_a_camera_name_another_front_end_watches_from_its_config_file_is_r
                 assert refused.status == 409, await refused.text()
                 assert (await owned_by(a, "gate", a_owner)) is not None  # A still holds it
                 assert "gate" not in await streams(b)  # B's config has no such camera, and nothing was stored
+
+
+async def test_a_front_end_cut_off_from_the_database_gives_its_camera_up_and_takes_it_back_later(
+        postgres: PostgresServer, tiny_checkpoint: Path, tmp_path: Path) -> None:
+    url = await postgres.create_database()
+    name = url.rsplit("/", 1)[1]
+    admin = await asyncpg.connect(postgres.url("postgres"))
+    try:
+        with SilentListener() as camera:
+            async with jobs_client(config(tiny_checkpoint, tmp_path, "a", url)) as a:
+                added = await a.post("/api/streams", json={"name": "gate", "url": camera.url("rtsp", "gate")})
+                assert added.status == 201, await added.text()
+                owner = (await added.json())["owner"]
+                # the database goes away for this front end: its connections are cut and no new one is allowed
+                await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+                await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+                                    name)
+                cut = time.monotonic()
+                await until(lambda: _not_watched(a, "gate"), TTL_S + 2 * RENEW_S + 10,
+                            "A stops a camera whose lease it cannot renew")
+                assert time.monotonic() - cut >= TTL_S - RENEW_S - 0.3  # not before the lease could expire
+                await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+                await until(lambda: owned_by(a, "gate", owner), TTL_S + 2 * RENEW_S + 10,
+                            "A takes the camera again once the database is back")
+    finally:
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        await admin.close()
+
+
+async def _not_watched(client: Any, name: str) -> bool:
+    doc = (await streams(client)).get(name)
+    return doc is None or doc["state"] == "remote"
