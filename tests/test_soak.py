@@ -47,8 +47,9 @@ import pytest
 from har_stream.synthetic import write_motion_clip
 from tests.helpers.clips import CHANGE_SCRIPT
 from tests.helpers.rtsp_server import RtspServer, motion_loop, require_rtsp_server
-from tests.helpers.soak import (HalfFailingReceiver, LoadReport, Sample, ServerProcess, SoakPlan, median_rss,
-                                run_load, soak_minutes, stored_events, webhooks_settled)
+from tests.helpers.soak import (DEFAULT_EXECUTOR_MAX, DEFAULT_EXECUTOR_PREFIX, HalfFailingReceiver, LoadReport,
+                                Sample, ServerProcess, SoakPlan, median_rss, run_load, soak_minutes, stored_events,
+                                webhooks_settled)
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ice_loopback_patch")]
 
@@ -97,15 +98,16 @@ async def test_soak_nothing_leaks_and_every_job_and_event_is_accounted_for(
                 uncollected_before = await server.sample()
                 idle_before = await server.settled()
                 fds_before, threads_before = server.fd_targets(), server.thread_names()
+                python_before, _ = await server.python_threads()
 
                 soak = await run_load(server, plan, plan.soak_s, cameras, clip)
                 events_status = await webhooks_settled(server)
                 uncollected_after = await server.sample()
                 idle_after = await server.settled(at_most=idle_before[-1])
                 fds_after, threads_after = server.fd_targets(), server.thread_names()
-                stacks = ""
+                python_after, stacks = await server.python_threads()
                 if idle_after[-1].threads > idle_before[-1].threads:
-                    stacks = await server.thread_stacks() + "\nnative:\n" + server.native_stacks()
+                    stacks += "\nnative:\n" + server.native_stacks()
                 events = await stored_events(server)
                 jobs = {job_id: await server.get(f"/api/jobs/{job_id}") for job_id in warm.jobs + soak.jobs}
             finally:
@@ -114,6 +116,7 @@ async def test_soak_nothing_leaks_and_every_job_and_event_is_accounted_for(
                              time.monotonic() - started, took)
             summary["idle"]["before_collection"] = {"before": uncollected_before.to_json(),
                                                     "after": uncollected_after.to_json()}
+            summary["idle"]["python_threads"] = {"before": python_before, "after": python_after}
             print("\nsoak:", json.dumps({k: v for k, v in summary.items() if k not in ("warm-up", "soak")}))
             folder = Path(os.environ.get("HAR_STREAM_TEST_ARTIFACTS") or tmp_path)
             folder.mkdir(parents=True, exist_ok=True)
@@ -135,9 +138,15 @@ async def test_soak_nothing_leaks_and_every_job_and_event_is_accounted_for(
     leaks = []
     if end.fds > base.fds:
         leaks.append(f"descriptors {base.fds} -> {end.fds}, new: {diff(fds_before, fds_after)}")
-    if end.threads > base.threads:
-        leaks.append(f"threads {base.threads} -> {end.threads}, new: {diff(threads_before, threads_after)}; "
-                     f"the server's threads now:\n{stacks}")
+    # Threads: the native ones (FFmpeg, torch, libvpx: no Python name) back to the baseline; Python threads back
+    # too, except more idle workers of the loop's default executor, which starts them on demand up to its cap
+    pool = [n for n in python_after if n.startswith(DEFAULT_EXECUTOR_PREFIX)]
+    new_python = [n for n in diff(python_before, python_after) if not n.startswith(DEFAULT_EXECUTOR_PREFIX)]
+    native_before, native_after = base.threads - len(python_before), end.threads - len(python_after)
+    if new_python or native_after > native_before or len(pool) > DEFAULT_EXECUTOR_MAX:
+        leaks.append(f"threads {base.threads} -> {end.threads} (native {native_before} -> {native_after}, new "
+                     f"Python threads {new_python}, {len(pool)} default-executor workers), new names: "
+                     f"{diff(threads_before, threads_after)}; the server's threads now:\n{stacks}")
     if end.tasks > base.tasks:
         leaks.append(f"asyncio tasks {base.tasks} -> {end.tasks}")
     assert not leaks, "; ".join(leaks)

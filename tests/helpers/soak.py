@@ -37,17 +37,18 @@ from aiohttp import web
 
 from tests.helpers.clips import REPO
 from tests.helpers.rtsp_server import RtspServer
+from tests.helpers.soak_launcher import THREADS_MARK
 from tests.helpers.webhook_receiver import WebhookReceiver, free_port
 from tests.helpers.webrtc_client import ClientPeer, motion_frames
 
 SOAK_ENV = "HAR_STREAM_SOAK_MINUTES"
 PEER_MOTIONS = ("moving left", "moving right", "moving up", "holding still")
 DELIVERY_HEADER = "X-Har-Stream-Delivery"
-# ``har-stream serve``, plus two signals for the measurements: SIGUSR1 writes every thread's Python stack to its
-# log (what a leak is), SIGUSR2 runs a full garbage collection (what is garbage is not a leak; see settled())
-SERVE = ("import faulthandler, gc, runpy, signal; faulthandler.register(signal.SIGUSR1, all_threads=True); "
-         "signal.signal(signal.SIGUSR2, lambda *_: gc.collect()); "
-         "runpy.run_module('har_stream.cli', run_name='__main__', alter_sys=True)")
+LAUNCHER = "tests.helpers.soak_launcher"  # har-stream serve, plus SIGUSR1 (threads), SIGUSR2 (gc); run from REPO
+# The asyncio loop's default executor (``asyncio.to_thread``) starts its workers on demand, up to this many, and
+# keeps them: more of its idle workers after the soak than after warm-up is that pool filling up, not a leak.
+DEFAULT_EXECUTOR_PREFIX = "asyncio_"
+DEFAULT_EXECUTOR_MAX = min(32, (os.cpu_count() or 1) + 4)
 
 
 # -- how long, how often ---------------------------------------------------------------------------------------
@@ -141,7 +142,7 @@ class ServerProcess:
         config.write_text(toml_config({**settings, "host": "127.0.0.1", "port": port}))
         log = folder / "server.log"
         with open(log, "wb") as out:
-            proc = subprocess.Popen([sys.executable, "-c", SERVE, "serve", "--config", str(config)],
+            proc = subprocess.Popen([sys.executable, "-m", LAUNCHER, "serve", "--config", str(config)],
                                     env=dict(env), cwd=REPO, stdin=subprocess.DEVNULL, stdout=out,
                                     stderr=subprocess.STDOUT)
         server = cls(proc, f"http://127.0.0.1:{port}", log)
@@ -209,7 +210,7 @@ class ServerProcess:
                       len(os.listdir(f"/proc/{self.pid}/task")), int(tasks))
 
     def collect_garbage(self) -> None:
-        """A full garbage collection in the server (SIGUSR2, see SERVE)."""
+        """A full garbage collection in the server (SIGUSR2, see LAUNCHER)."""
         self.proc.send_signal(signal.SIGUSR2)
 
     async def settled(self, *, at_most: Sample | None = None, timeout: float = 30.0, quiet: int = 4,
@@ -235,14 +236,26 @@ class ServerProcess:
             if (still and low) or time.monotonic() >= deadline:
                 return tail
 
-    async def thread_stacks(self) -> str:
-        """Every thread's Python stack (faulthandler, written to the log on SIGUSR1)."""
+    async def python_threads(self, timeout: float = 10.0) -> tuple[list[str], str]:
+        """The names of the server's Python threads, and every thread's Python stack (SIGUSR1, see LAUNCHER)."""
         before = self.log.stat().st_size
         self.proc.send_signal(signal.SIGUSR1)
-        await asyncio.sleep(1.0)
+        deadline = time.monotonic() + timeout
+        while True:
+            await asyncio.sleep(0.5)
+            with open(self.log, "rb") as log:
+                log.seek(before)
+                text = log.read().decode(errors="replace")
+            if THREADS_MARK in text or time.monotonic() >= deadline:
+                break
+        await asyncio.sleep(0.5)  # the stacks follow the names at once, from the same handler
         with open(self.log, "rb") as log:
             log.seek(before)
-            return log.read().decode(errors="replace")
+            text = log.read().decode(errors="replace")
+        line = next((x for x in text.splitlines() if x.startswith(THREADS_MARK)), None)
+        if line is None:
+            raise AssertionError(f"the server wrote no thread list within {timeout:g} s: {text[-2000:]}")
+        return json.loads(line[len(THREADS_MARK):]), text
 
     def native_stacks(self, frames: int = 14) -> str:
         """Every thread's native stack, grouped and counted (gdb, when installed): threads that FFmpeg, torch
