@@ -9,6 +9,7 @@ export const STATE_TEXT = {
   failed: "failed",
   stopped: "stopped",
   waiting: "waiting for model",
+  remote: "on another front end",  // --database: another front end holds its lease (owner)
 };
 
 /** What the video area says while there is no picture, by camera state. */
@@ -18,6 +19,7 @@ export const STATE_MESSAGE = {
   reconnecting: "No picture from the camera: reconnecting…",
   failed: "The camera failed.",
   stopped: "The camera is stopped.",
+  remote: "Watched by another front end sharing the database: open this page there to see its video.",
   waiting: "Waiting for the model to load…",
 };
 
