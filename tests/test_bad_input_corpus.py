@@ -3,7 +3,8 @@
 Every input is one test id. Each gets its documented status and a key phrase of its message (the table in
 docs/operations.md, "Limits"), leaves nothing on disk (the data directory holds no file but those of the jobs
 that run alongside), and the server keeps serving: an HTTP camera and a good job run beside the corpus, and the
-last test checks that the job's labels are right and the camera kept delivering frames.
+last test checks that the job's labels are right, the camera kept delivering frames and a live WebRTC peer
+(connected before the corpus, in the test process with the aioice loopback patch) still receives labels.
 
 The redirect cases need a first hop the server will fetch and a second it must refuse, both on this machine.
 The server runs WITHOUT ``--allow-private-urls``; it is told ``--allow-hosts 127.0.0.1:<port of ALLOWED>``,
@@ -38,6 +39,7 @@ from server.fetch_proxy import GuardProxy
 from server.url_guard import AddressPolicy, parse_allowed_hosts
 from tests.browser.live_server import LiveServer, free_port
 from tests.helpers import bad_inputs as bad
+from tests.helpers.background_peer import BackgroundPeer
 from tests.helpers.clips import CHANGE_SCRIPT, check_labels_and_boundary
 from tests.helpers.http_server import StaticServer
 from tests.helpers.jobs import finished, jobs_client, jobs_config, submit
@@ -57,6 +59,7 @@ class Corpus:
     good_job: str  # submitted alongside, checked at the end
     camera: str  # an HTTP camera watched alongside
     clip: Path
+    peer: BackgroundPeer | None = None  # a live WebRTC peer alongside (its own loop: it outlives each test's)
 
     @property
     def url(self) -> str:
@@ -79,10 +82,14 @@ def corpus(tiny_checkpoint: Path, change_clip: Path, tmp_path_factory: pytest.Te
         with pytest.MonkeyPatch.context() as env:  # what cloud images set: FFmpeg would skip its proxy for these
             env.setenv("no_proxy", "localhost,127.0.0.1,::1,169.254.169.254")
             server.start()
+        corpus = None
         try:
             corpus = asyncio.run(_alongside(server, root, allowed, forbidden, files, change_clip))
+            corpus.peer = BackgroundPeer(server.url).start()  # the server runs --ice-loopback (LiveServer)
             yield corpus
         finally:
+            if corpus is not None and corpus.peer is not None:
+                corpus.peer.close()
             server.stop()
 
 
@@ -656,3 +663,9 @@ async def test_the_job_and_camera_alongside_were_unaffected(corpus: Corpus) -> N
     assert camera["frames"] > 0 and camera["state"] != "failed", camera
     assert corpus.forbidden.requests == []
     await still_serving(corpus)
+    # the live peer connected before the corpus went through is still connected and still gets labels
+    assert corpus.peer is not None
+    before = await asyncio.to_thread(corpus.peer.wait_for_labels, 1, 30)
+    assert before > 0, "the peer alongside never got a label"
+    after = await asyncio.to_thread(corpus.peer.wait_for_labels, before + 3, 30)
+    assert after >= before + 3 and await asyncio.to_thread(corpus.peer.state) == "connected", (before, after)
