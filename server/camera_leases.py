@@ -173,7 +173,8 @@ class LeaseKeeper:
         self._renewed = time.monotonic()
         for name in sorted(mine - kept):
             self._held.discard(name)
-            self.cameras.unwatch(name, "another front end holds its lease now")
+            self.cameras.unwatch(name, "its lease is gone (the camera was removed through another front end, or "
+                                       "another front end took the lease)")
         stored = {camera.spec.name: camera.spec for camera in await self.store.all()}
         for name, origin in self.cameras.watched().items():
             if origin == "api" and name in self._held and name not in stored:  # deleted through another front end
