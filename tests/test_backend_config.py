@@ -36,6 +36,7 @@ def test_backend_table_then_environment_then_cli(tmp_path: Path) -> None:
     ("replicas = 3", "unknown [backend] setting 'replicas'"),
     ("max_batch_size = 0", "max_batch_size must be at least 1"),
     ('num_gpus = "one"', "num_gpus must be a number"),
+    ("max_replicas = 2.5", "max_replicas must be a whole number"),
     ("min_replicas = 4\nmax_replicas = 2", "max_replicas must be at least 1 and at least min_replicas"),
 ])
 def test_bad_backend_settings_are_one_line(tmp_path: Path, table: str, complaint: str) -> None:

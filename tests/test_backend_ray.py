@@ -25,6 +25,7 @@ from har_stream.weights import WeightStore
 from server.config import ServerConfig
 from tests.helpers.clips import check_labels_and_boundary
 from tests.helpers.ray_cluster import TEST_BACKEND, kill_replica, ray_session, replica_actors  # noqa: F401
+from tests.helpers.tiny_clip import make_tiny_clip
 from tests.helpers.webrtc_client import clean_windows, label_counts, live_server
 
 pytestmark = pytest.mark.usefixtures("ray_session", "one_torch_thread")
@@ -54,7 +55,7 @@ def assert_same(ray: AnalysisResult, local: AnalysisResult) -> None:
     for (t_r, label_r, top_r), (t_l, label_l, top_l) in zip(predictions(ray), predictions(local)):
         assert (t_r, label_r) == (t_l, label_l)
         assert [name for name, _ in top_r] == [name for name, _ in top_l]
-        assert [p for _, p in top_r] == pytest.approx([p for _, p in top_l], abs=1e-4), (predictions(ray), predictions(local))
+        assert [p for _, p in top_r] == pytest.approx([p for _, p in top_l], abs=1e-4), (top_r, top_l)
     assert [(e.label, e.start) for e in ray.timeline] == [(e.label, e.start) for e in local.timeline]
 
 
@@ -74,6 +75,27 @@ async def test_offline_labels_match_the_local_backend(tiny_checkpoint: Path, cha
     h, w = models.primary.info.crop
     assert stats.sent_bytes >= result.frames_sampled * h * w * 3
     assert stats.received_bytes < stats.sent_bytes / 10
+
+
+async def test_clip_fallback_through_ray_matches_the_local_one(tiny_checkpoint: Path, change_clip: Path,
+                                                              tmp_path: Path) -> None:
+    """CLIP on its own replica: image embeddings come back from it, the text side once per label set; every
+    window is refined (threshold 1), and the refinements are the local backend's."""
+    clip_dir = make_tiny_clip(tmp_path / "clip")
+    store = WeightStore(tmp_path / "home", offline=True)
+    pick = replace(choice(tiny_checkpoint), clip_threshold=1.0, clip_model=str(clip_dir))
+    settings = StreamSettings(window=16, stride=8)
+    local_models = load_models(pick, store)
+    assert local_models.fallback is not None
+    local = await analyse_with(local_models, str(change_clip), settings, 1.0, precision="fp32")
+    backend = ray_backend()
+    models = await asyncio.to_thread(load_models, pick, store, backend)
+    assert models.ref == local.model and models.fallback is not None
+    result = await analyse_with(models, str(change_clip), settings, 1.0, precision="fp32")
+    assert any(s.prediction.source == "clip" for s in result.segments)
+    assert_same(result, local)
+    clip_app = next(app for app in backend.stats if "-clip-" in app)
+    assert backend.stats[clip_app].calls > 1 and backend.stats[clip_app].failures == 0
 
 
 async def test_replica_killed_during_a_run_costs_a_retry_not_a_label(tiny_checkpoint: Path,

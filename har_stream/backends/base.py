@@ -86,10 +86,13 @@ def parse_backend_table(table: Any, origin: str) -> BackendConfig:
             raise ConfigError(f"{origin}: unknown [backend] setting {key!r}; known: {', '.join(FIELD_TYPES)}")
         ok = (isinstance(value, str) if kind.startswith("str") else
               isinstance(value, (int, float)) and not isinstance(value, bool))
-        if value is not None and not ok:
-            raise ConfigError(f"{origin}: [backend] {key} must be {'a string' if kind.startswith('str') else 'a number'}"
-                              f", got {value!r}")
-        values[name] = int(value) if kind.startswith("int") and float(value).is_integer() else value
+        whole = kind.startswith("int")
+        if whole and ok and not float(value).is_integer():
+            ok = False
+        if not ok:
+            expected = "a string" if kind.startswith("str") else "a whole number" if whole else "a number"
+            raise ConfigError(f"{origin}: [backend] {key} must be {expected}, got {value!r}")
+        values[name] = int(value) if whole else value
     return BackendConfig(**values)
 
 
