@@ -123,8 +123,8 @@ def client_key(client: str) -> str:
 @dataclass
 class FailureLimiter:
     """At most ``max_failures`` wrong tokens per client (``client_key``: an address, or an IPv6 /64) in
-    ``window_s``; past that, ``retry_after`` says how long the client must wait. Policy when ``max_clients`` addresses are tracked: the one whose last
-    failure is oldest is forgotten."""
+    ``window_s``; past that, ``retry_after`` says how long the client must wait. Policy when ``max_clients``
+    clients are tracked: the one whose last failure is oldest is forgotten."""
 
     max_failures: int
     window_s: float = FAILURE_WINDOW_S
@@ -198,7 +198,8 @@ class Authenticator:
         assert self.token is not None
         wait = self.limiter.retry_after(client)
         if wait is not None:
-            raise TooManyAttemptsError(f"too many wrong tokens from {client_key(client)}; try again in {math.ceil(wait)} s",
+            raise TooManyAttemptsError(f"too many wrong tokens from {client_key(client)}; try again in "
+                                       f"{math.ceil(wait)} s",
                                        {"Retry-After": str(math.ceil(wait))})
         if hmac.compare_digest(candidate.encode(), self.token.encode()):
             self.limiter.succeeded(client)
