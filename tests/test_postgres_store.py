@@ -178,3 +178,38 @@ def test_the_compose_cluster_front_ends_share_the_database_and_keep_their_own_da
     assert len(set(data)) == 2, data  # one node-id, one set of uploads per front end
     assert all(front["depends_on"]["postgres"] == {"condition": "service_healthy"} for front in fronts)
     assert "pg_isready" in services["postgres"]["healthcheck"]["test"]
+
+
+async def test_a_restarted_front_end_resumes_and_fails_only_its_own_jobs(postgres: PostgresServer,
+                                                                        tmp_path: Path) -> None:
+    from server.database import Database, DatabaseSettings
+    from server.job_store import JobOptions, JobRecord, JobSource
+    from server.pg_stores import PgJobStore
+
+    database = Database(DatabaseSettings.parse(await postgres.create_database()))
+    await database.open()
+    try:
+        def job(job_id: str, state: str, created: float) -> JobRecord:
+            return JobRecord(id=job_id, state=state, created=created,  # type: ignore[arg-type]
+                             source=JobSource("upload", "clip.mp4", "input.mp4"), options=JobOptions())
+
+        stores = {name: PgJobStore(tmp_path / name, database) for name in ("a", "b")}
+        for name, store in stores.items():
+            await store.open()
+            for n, state in enumerate(("running", "queued")):
+                await store.put(job(f"{name}-{state}", state, 100.0 + n))
+                (store.job_dir(f"{name}-{state}")).mkdir(parents=True)
+            await store.aclose()
+        (tmp_path / "a" / "jobs" / "stray").mkdir()  # a folder no row names (a crash mid-upload)
+
+        again = PgJobStore(tmp_path / "a", database)  # A restarts on its data dir (a new process, the same node)
+        resumed = await again.open()
+        assert [r.id for r in resumed] == ["a-queued"]
+        states = {r.id: (r.state, r.error is not None) for r in await again.list()}
+        assert states == {"a-running": ("failed", True), "a-queued": ("queued", False),
+                          "b-running": ("running", False), "b-queued": ("queued", False)}
+        assert sorted(p.name for p in (tmp_path / "a" / "jobs").iterdir()) == ["a-queued"]
+        assert sorted(p.name for p in (tmp_path / "b" / "jobs").iterdir()) == ["b-queued", "b-running"]
+        await again.aclose()
+    finally:
+        await database.aclose()
