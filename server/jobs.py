@@ -70,6 +70,12 @@ class JobProgress:
     duration: float | None = None
 
 
+class JobElsewhereError(HarStreamError):
+    """The job is queued or running on another front end: only that one can stop it."""
+
+    http_status = 409
+
+
 class JobManager:
     """Owns the runners. ``await start()`` once the models are starting; ``await aclose()`` before they stop."""
 
@@ -215,6 +221,9 @@ class JobManager:
         record = await self.get(job_id)
         if record.final:
             return record
+        if job_id not in self._active:  # in a shared database (--database), a job another front end runs
+            raise JobElsewhereError(f"job {job_id} is {record.state} on another front end sharing the database; "
+                                    "cancel it through that front end")
         self._cancel_requested.add(job_id)
         if job_id in self._pending:
             self._pending.remove(job_id)

@@ -78,6 +78,17 @@ async def test_jobs_events_and_cameras_stored_through_one_front_end_are_listed_b
             await conn.close()
         node_a, node_b = ((tmp_path / name / "node-id").read_text().strip() for name in ("a", "b"))
         assert node == node_a != node_b
+        # a job queued on A (its row, as A's submit writes it) cannot be cancelled through B: only A runs it
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute("INSERT INTO jobs SELECT 'queued1', node, 'queued', created + 1, NULL, NULL,"
+                               " source_kind, source_name, source_ref, source_size, options, NULL, NULL, '{}', NULL"
+                               " FROM jobs WHERE id = $1", job_id)
+        finally:
+            await conn.close()
+        refused = await b.post("/api/jobs/queued1/cancel")
+        assert refused.status == 409 and "another front end" in (await refused.json())["error"]
+        assert (await (await b.get("/api/jobs/queued1")).json())["state"] == "queued"
 
         # an event (and its snapshot) published on A: B lists and serves it
         a.app[EVENTS].publish(action("e1", stream="porch", label="walking"))
