@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ Prepare = Callable[[av.VideoFrame], np.ndarray | NativeFrame]
 
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+INFER_THREAD_PREFIX = "har-infer-"  # every model's inference thread: a stop leaves without joining a stuck one
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,10 @@ def warm_up(model: VideoModel, precision: str, max_batch: int = 16) -> None:
     warm_buckets(model, precision, max_batch)
 
 
+def _nothing() -> None:
+    """Queued behind the running call on the inference thread: it returns when that call has."""
+
+
 def _same_geometry(prepare: FramePreparer, model: VideoModel) -> bool:
     info = model.info
     return (prepare.resize, prepare.crop, prepare.resampling) == (info.resize, tuple(info.crop), info.resampling)
@@ -108,7 +114,7 @@ class ModelWorker:
             self.prepare = SplitPreparer.for_model(model.info)  # frames handed over undecoded (CLIP's) are resized here too
         self._owns_executor = executor is None
         self.executor = executor or ThreadPoolExecutor(max_workers=1,
-                                                       thread_name_prefix=f"har-infer-{model.info.name}")
+                                                       thread_name_prefix=f"{INFER_THREAD_PREFIX}{model.info.name}")
         self.encoder = DynamicBatcher(self._encode_batch, executor=self.executor, name=f"{model.info.name}-encode",
                                       max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms,
                                       queue_size=settings.queue_size, stall_s=settings.stall_s)
@@ -116,6 +122,7 @@ class ModelWorker:
                                          name=f"{model.info.name}-classify", max_batch=settings.max_batch,
                                          max_wait_ms=settings.max_wait_ms, queue_size=settings.queue_size,
                                          stall_s=settings.stall_s)
+        self.stall_s = settings.stall_s
         self.latency = LatencyHistogram()  # live labels of every stream of this worker (pipeline.py observes)
 
     def stalled_for(self) -> float | None:
@@ -166,17 +173,29 @@ class ModelWorker:
         self.classifier.start()
 
     async def aclose(self) -> None:
-        stuck = self.stalled_for()  # before the batchers close and forget it
+        """Close the batchers, then the inference thread. A call still running is waited for only while the
+        watchdog's bound (``stall_s``) allows: past it, the thread is left to finish (or to the process's exit,
+        which ``server/runner.py`` takes without joining it, since it may never return)."""
+        running = max((s for s in (self.encoder.running_for(), self.classifier.running_for()) if s is not None),
+                      default=0.0)  # before the batchers close and forget it
+        stuck = self.stalled_for()
         await self.encoder.aclose()
         await self.classifier.aclose()
-        if self._owns_executor:
-            if stuck is not None:  # waiting could take forever: let the rest of the shutdown go on
-                log.error("model %s: the inference thread is still stuck in a model call (%.0f s); not waiting for "
-                          "it, and the process cannot exit before it returns (or is killed)", self.info.name, stuck)
-                self.executor.shutdown(wait=False, cancel_futures=True)
-                return
-            # The batch already running must finish before the model can go; wait for it off the loop.
-            await asyncio.to_thread(self.executor.shutdown, wait=True, cancel_futures=True)
+        if not self._owns_executor:
+            return
+        # The batch already running must finish before the model can go: a no-op queued behind it says when.
+        drained = asyncio.get_running_loop().run_in_executor(self.executor, _nothing)
+        bound = None if self.stall_s is None else 0.0 if stuck is not None else max(0.0, self.stall_s - running)
+        started = time.monotonic()
+        done, _ = await asyncio.wait({drained}, timeout=bound)
+        if not done:  # waiting could take forever: let the rest of the shutdown go on
+            log.error("model %s: the inference thread is still inside a model call (%.0f s, past the %g s bound of "
+                      "inference_stall_s); not waiting for it: the process leaves without joining it",
+                      self.info.name, running + time.monotonic() - started, self.stall_s)
+            drained.cancel()
+            self.executor.shutdown(wait=False, cancel_futures=True)
+            return
+        self.executor.shutdown(wait=True, cancel_futures=True)  # idle now: the join is immediate
 
     async def __aenter__(self) -> ModelWorker:
         self.start()

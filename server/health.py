@@ -4,6 +4,10 @@ Why two: a server whose default model is still downloading, or whose inference i
 it would only start the download again) but not ready (sending it streams would get 503s or no labels). So
 ``/healthz`` answers 200 whenever the event loop answers, and ``/readyz`` answers 503 with its reasons until
 the default model is loaded, and again while the inference watchdog reports a stuck model call.
+
+One exception: a model call stuck for ``UNHEALTHY_STALLS`` times ``inference_stall_s`` (5 minutes at the
+default 30 s) will likely never return (a driver hang, a deadlock in native code), and its model serves nothing
+until it does; only a restart helps, so ``/healthz`` then answers 503 too and a supervisor restarts the process.
 """
 
 from __future__ import annotations
@@ -14,10 +18,11 @@ from aiohttp import web
 
 from har_stream.worker import ModelWorker
 
-from .keys import MODELS
+from .keys import CONFIG, MODELS
 from .models_service import ModelService, ModelSlot
 
 STARTED = web.AppKey("started", float)  # monotonic time the app was built, for /healthz's uptime
+UNHEALTHY_STALLS = 10  # /healthz fails once a model call has been stuck this many inference_stall_s
 
 
 def serving_workers(models: ModelService) -> list[tuple[str, str, ModelWorker]]:
@@ -69,9 +74,22 @@ def readiness(models: ModelService) -> list[str]:
     return reasons
 
 
+def hopeless_stalls(models: ModelService, stall_s: float) -> list[str]:
+    """Model calls stuck past ``UNHEALTHY_STALLS`` times the watchdog's bound: reasons to be restarted."""
+    limit = UNHEALTHY_STALLS * stall_s
+    return [f"inference stuck for {stalled:.0f} s on model {model} ({role}), over {limit:g} s "
+            f"({UNHEALTHY_STALLS} x inference_stall_s): restart the server"
+            for model, role, worker in serving_workers(models)
+            if (stalled := worker.stalled_for()) is not None and stalled > limit]
+
+
 async def healthz(request: web.Request) -> web.Response:
-    """Alive: the event loop answered."""
-    return web.json_response({"ok": True, "uptime_s": round(time.monotonic() - request.app[STARTED], 1)})
+    """Alive: the event loop answered, and no model call is stuck beyond hope."""
+    reasons = hopeless_stalls(request.app[MODELS], request.app[CONFIG].inference_stall_s)
+    body = {"ok": not reasons, "uptime_s": round(time.monotonic() - request.app[STARTED], 1)}
+    if reasons:
+        body["reasons"] = reasons
+    return web.json_response(body, status=503 if reasons else 200, headers={"Cache-Control": "no-store"})
 
 
 async def readyz(request: web.Request) -> web.Response:

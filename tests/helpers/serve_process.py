@@ -57,9 +57,13 @@ class ServeProcess:
     def log(self) -> str:
         return "".join(self.lines)
 
+    def command(self) -> list[str]:
+        """The program before ``serve`` (a subclass may run a patched CLI)."""
+        return har_stream_command()
+
     def start(self) -> ServeProcess:
         self.process = subprocess.Popen(
-            [*har_stream_command(), "serve", "--host", "127.0.0.1", "--port", "0", *self.args], env=self.env,
+            [*self.command(), "serve", "--host", "127.0.0.1", "--port", "0", *self.args], env=self.env,
             cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         self._reader = threading.Thread(target=self._read, name="serve-log", daemon=True)
         self._reader.start()
