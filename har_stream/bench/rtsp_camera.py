@@ -99,6 +99,49 @@ class Relay:
         self.viewers: list[Viewer] = []
         self._session = itertools.count(1)
         self._viewers = itertools.count(1)
+        self._server: asyncio.Server | None = None
+        self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        self._closing = False
+
+    @property
+    def connections(self) -> int:
+        """Connections being served now (publisher and players)."""
+        return len(self._connections)
+
+    async def start(self, host: str = "127.0.0.1") -> int:
+        """Listen on a free port of ``host``; returns the port."""
+        self._server = await asyncio.start_server(self._accept, host, 0)
+        return int(self._server.sockets[0].getsockname()[1])
+
+    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Own each connection's task. Why not hand ``serve`` to ``start_server`` itself: asyncio then makes a
+        task that nobody can await, and on Python 3.11 its done-callback raises (and logs a traceback) when that
+        task is cancelled, which ``asyncio.run`` does to every task left at exit. A connection accepted while
+        the relay closes is closed here, before any task exists for it."""
+        if self._closing:
+            writer.transport.abort()
+            return
+        task = asyncio.get_running_loop().create_task(self.serve(reader, writer), name="rtsp-relay-connection")
+        self._connections[task] = writer
+        task.add_done_callback(self._connections.pop)
+
+    async def close(self, grace: float = 2.0) -> None:
+        """Stop accepting, drop every connection (their readers see EOF, so ``serve`` returns by itself), and
+        wait for their tasks; one still running after ``grace`` seconds is cancelled and awaited."""
+        self._closing = True
+        if self._server is not None:
+            self._server.close()
+        await asyncio.sleep(0)  # let connections accepted just before close() reach _accept (it closes them)
+        for writer in self._connections.values():
+            writer.transport.abort()  # not close(): a player that stopped reading would hold it open
+        tasks = set(self._connections)
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=grace)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         viewer: Viewer | None = None
@@ -185,12 +228,12 @@ class Relay:
 
 async def main(clip: Path, ffmpeg_log: Path | None) -> int:
     relay = Relay()
-    server = await asyncio.start_server(relay.serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
+    port = await relay.start()
     print(f"listening {port}", flush=True)
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
         print("error ffmpeg is not installed", flush=True)
+        await relay.close()
         return 2
     log = open(ffmpeg_log, "wb") if ffmpeg_log else subprocess.DEVNULL  # noqa: SIM115 (closed below)
     process = subprocess.Popen(
@@ -209,7 +252,7 @@ async def main(clip: Path, ffmpeg_log: Path | None) -> int:
         if process.poll() is None:
             process.kill()
         await watcher
-        server.close()
+        await relay.close()
         if log is not subprocess.DEVNULL:
             log.close()
     return 0 if stop.done() else 1
