@@ -21,8 +21,9 @@ How it is measured, and why that is honest:
   idle server may put off for minutes. That is garbage not yet collected, not a leak; the figures before the
   collection are kept in the report (``idle.before_collection``). Threads are told apart by the names the
   server's launcher lists (tests/helpers/soak_launcher.py): more idle workers of the loop's default executor
-  (``asyncio_N``, started on demand up to min(32, CPUs + 4) and kept) is that pool filling up; any other new
-  thread, Python or native (FFmpeg, torch, libvpx), is a leak. On failure the message names what is left:
+  (``asyncio_N`` or ``har-io_N``, started on demand up to min(32, CPUs + 4) and kept) is that pool filling
+  up; any other new thread, Python or native (FFmpeg, torch, libvpx), is a leak. On failure the message names
+  what is left:
   new descriptor targets, thread names, every thread's Python stack and (with gdb) native stack.
 - RSS is compared twice, both against 1.10 x: idle after the soak vs idle after warm-up (medians of settled
   samples), and loaded at the soak's end vs loaded at warm-up's end (medians of the last 10 one-second

@@ -47,7 +47,8 @@ DELIVERY_HEADER = "X-Har-Stream-Delivery"
 LAUNCHER = "tests.helpers.soak_launcher"  # har-stream serve, plus SIGUSR1 (threads), SIGUSR2 (gc); run from REPO
 # The asyncio loop's default executor (``asyncio.to_thread``) starts its workers on demand, up to this many, and
 # keeps them: more of its idle workers after the soak than after warm-up is that pool filling up, not a leak.
-DEFAULT_EXECUTOR_PREFIX = "asyncio_"
+# Its workers are asyncio's own (``asyncio_N``) or, where the server sets its own default executor, ``har-io_N``.
+DEFAULT_EXECUTOR_PREFIX = ("asyncio_", "har-io_")
 DEFAULT_EXECUTOR_MAX = min(32, (os.cpu_count() or 1) + 4)
 
 
