@@ -113,8 +113,8 @@ class ModelWorker:
         if self.prepares_on_device and isinstance(prepare, FramePreparer) and _same_geometry(prepare, model):
             self.prepare = SplitPreparer.for_model(model.info)  # frames handed over undecoded (CLIP's) are resized here too
         self._owns_executor = executor is None
-        self.executor = executor or ThreadPoolExecutor(max_workers=1,
-                                                       thread_name_prefix=f"{INFER_THREAD_PREFIX}{model.info.name}")
+        self.executor = executor or ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"{INFER_THREAD_PREFIX}{model.info.name}")
         self.encoder = DynamicBatcher(self._encode_batch, executor=self.executor, name=f"{model.info.name}-encode",
                                       max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms,
                                       queue_size=settings.queue_size, stall_s=settings.stall_s)

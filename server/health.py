@@ -86,7 +86,7 @@ def hopeless_stalls(models: ModelService, stall_s: float) -> list[str]:
 async def healthz(request: web.Request) -> web.Response:
     """Alive: the event loop answered, and no model call is stuck beyond hope."""
     reasons = hopeless_stalls(request.app[MODELS], request.app[CONFIG].inference_stall_s)
-    body = {"ok": not reasons, "uptime_s": round(time.monotonic() - request.app[STARTED], 1)}
+    body: dict[str, object] = {"ok": not reasons, "uptime_s": round(time.monotonic() - request.app[STARTED], 1)}
     if reasons:
         body["reasons"] = reasons
     return web.json_response(body, status=503 if reasons else 200, headers={"Cache-Control": "no-store"})

@@ -2,8 +2,9 @@
 in health"). Real ``har-stream serve`` subprocesses: a model call that never returns turns ``/healthz`` 503 once
 it has been stuck 10 x ``inference_stall_s`` (so a supervisor restarts the process), and SIGTERM still exits
 within 10 s, the stores intact; SIGTERM while a URL job waits on a server that never answers does too, and the
-job is recorded failed with its reason. In process: closing a worker waits for a running call only within
-the watchdog's bound."""
+job is recorded failed with its reason; a stop step that hangs for good (the event loop blocked) meets the
+last resort at the 9 s deadline, after the stores were closed. In process: closing a worker waits for a running
+call only within the watchdog's bound."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ from server.health import UNHEALTHY_STALLS
 from tests.helpers.restart_checks import get_json, integrity, long_clip, submit_job, write_config
 from tests.helpers.serve_process import ServeProcess
 from tests.helpers.silent_tcp import SilentListener
-from tests.helpers.stalling_serve import StallingServe
+from server.stop_deadline import STOP_BUDGET_S
+from tests.helpers.stalling_serve import PatchedServe, StallingServe
 
 STALL_S = 0.4
 INTERRUPTED = "interrupted: the server was stopped while this job was running"
@@ -119,6 +121,39 @@ async def test_sigterm_while_a_url_job_waits_on_a_silent_server_exits_within_10_
         assert "stopped" in server.log, server.log
 
     row = job_row(data, job)
+    assert row["state"] == "failed" and row["error"].startswith(INTERRUPTED), dict(row)
+    assert_stores_intact(data)
+
+
+HUNG_MODEL_CLOSE = """
+import time
+from server.models_service import ModelService
+async def aclose(self):
+    time.sleep(600)  # the event loop itself blocked: nothing but another thread can end this stop
+ModelService.aclose = aclose
+"""
+
+
+async def test_a_stop_step_that_hangs_for_good_meets_the_last_resort_after_the_stores_closed(
+        tiny_checkpoint: Path, cli_env: dict[str, str], tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    clip = long_clip(tmp_path / "long.mp4")
+    with PatchedServe(cli_env, server_args(tiny_checkpoint, tmp_path), HUNG_MODEL_CLOSE) as server:
+        async with aiohttp.ClientSession() as session:
+            await server.wait_ready(session)
+            job = (await submit_job(session, server.url, clip, annotate="false"))["id"]
+
+            async def running() -> bool:
+                body = (await get_json(session, f"{server.url}/api/jobs/{job}"))[1]
+                return body["state"] == "running" and body["progress"] > 0
+            await wait_for(running, 60, "the job never ran", server)
+
+        code, took = await server.stop()
+        assert code == 0, f"exit code {code}\n{server.log}"
+        assert STOP_BUDGET_S - 1 < took < 10.0, f"took {took:.1f} s to stop\n{server.log}"
+        assert f"the stop ran past its {STOP_BUDGET_S:g} s budget; still running: tasks " in server.log, server.log
+
+    row = job_row(data, job)  # the jobs' store closed before the models (whose close hung)
     assert row["state"] == "failed" and row["error"].startswith(INTERRUPTED), dict(row)
     assert_stores_intact(data)
 
