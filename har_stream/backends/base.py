@@ -147,12 +147,16 @@ class LocalBackend(InferenceBackend):
 
     def load_model(self, spec: str, *, device: torch.device, store: WeightStore, options: ModelOptions,
                    labels: Any = None, clip: Any = None) -> VideoModel:
-        from ..compiled import with_compile
         from ..models.registry import ClipSource, load_model
         from ..runtime import with_runtime
 
-        model = load_model(spec, device=device, store=store, labels=labels, clip=clip or ClipSource())
-        return with_compile(with_runtime(model, options.runtime, home=store.home), options.compile)
+        model = with_runtime(load_model(spec, device=device, store=store, labels=labels, clip=clip or ClipSource()),
+                             options.runtime, home=store.home)
+        if not options.compile:
+            return model  # without importing torch.compile's machinery (seconds of CPU at start-up)
+        from ..compiled import with_compile
+
+        return with_compile(model, True)
 
     def load_clip_encoder(self, store: WeightStore, device: torch.device, clip: Any, options: ModelOptions) -> Any:
         from ..models.registry import load_clip_encoder
