@@ -26,6 +26,7 @@ from .keys import CONFIG, EVENTS, JOBS, MODELS, PEERS, STREAMS, WEBSOCKETS
 from .models_service import ModelService
 from .peers import PeerRegistry
 from .streams import StreamManager
+from .stop_deadline import STOP_DEADLINE
 from .storage import make_storage
 
 log = logging.getLogger(__name__)
@@ -114,4 +115,7 @@ async def _close_websockets(app: web.Application) -> None:
 
 
 async def _close_peers(app: web.Application) -> None:
-    await app[PEERS].aclose(timeout=app[CONFIG].shutdown_timeout_s)
+    timeout = app[CONFIG].shutdown_timeout_s
+    if (deadline := app.get(STOP_DEADLINE)) is not None:  # `har-stream serve`: what is left of the stop's budget
+        timeout = deadline.bound(timeout)
+    await app[PEERS].aclose(timeout=timeout)

@@ -25,7 +25,7 @@ from .auth import check_exposure
 from .config import ServerConfig
 from .keys import MODELS
 from .models_service import LOAD_THREAD_PREFIX
-from .stop_deadline import LastResort, StopDeadline, alive_threads, leave
+from .stop_deadline import STOP_DEADLINE, LastResort, StopDeadline, alive_threads, leave
 from .tls import ssl_context
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,7 @@ async def serve(config: ServerConfig, stop: asyncio.Event | None = None, *, exit
     app = create_app(config)
     stop = stop or asyncio.Event()
     deadline = StopDeadline()
+    app[STOP_DEADLINE] = deadline
     last_resort = LastResort(deadline, loop)
 
     async def bound_handlers(_: web.Application) -> None:  # the last on_shutdown hook: after jobs and peers

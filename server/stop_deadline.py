@@ -21,6 +21,8 @@ import threading
 import time
 from collections.abc import Iterable
 
+from aiohttp import web
+
 log = logging.getLogger(__name__)
 
 STOP_BUDGET_S = 9.0  # from the signal to the exit at the latest
@@ -48,6 +50,9 @@ class StopDeadline:
     def bound(self, own: float) -> float:
         """A step's wait: its own bound, or what is left of the stop's if that is less."""
         return max(0.0, min(own, self.left()))
+
+
+STOP_DEADLINE = web.AppKey("stop_deadline", StopDeadline)  # set by the runner; steps bound their waits by it
 
 
 def leave(reason: str) -> None:
