@@ -14,8 +14,10 @@ import json
 import logging
 import os
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from har_stream.errors import ConfigError
 
@@ -37,6 +39,20 @@ def _document(spec: CameraSpec) -> str:
 class StoredCamera:
     spec: CameraSpec
     added: float  # epoch seconds
+
+
+def stored_cameras(rows: Iterable[Mapping[str, Any]], where: str) -> list[StoredCamera]:
+    """Rows of (name, spec, added) as cameras, checked as new ones are; a row that no longer parses is skipped with
+    a warning naming ``where`` it is stored (a SQLite file or the shared database), whichever store read it."""
+    cameras = []
+    for row in rows:
+        try:
+            spec = parse_camera(json.loads(row["spec"]), f"stored camera {row['name']!r} in {where}")
+        except (ConfigError, ValueError) as err:
+            log.warning("%s; it is not watched (DELETE /api/streams/%s removes it)", err, row["name"])
+            continue
+        cameras.append(StoredCamera(spec, row["added"]))
+    return cameras
 
 
 class CameraStore(DatabaseThread):
@@ -62,15 +78,8 @@ class CameraStore(DatabaseThread):
                               "folder") from err
         self._db = open_database(self.path, SCHEMA_VERSION, (
             "CREATE TABLE IF NOT EXISTS cameras (name TEXT PRIMARY KEY, spec TEXT NOT NULL, added REAL NOT NULL)",))
-        cameras = []
-        for row in self._db.execute("SELECT name, spec, added FROM cameras ORDER BY added, name"):
-            try:
-                spec = parse_camera(json.loads(row["spec"]), f"stored camera {row['name']!r} in {self.path}")
-            except (ConfigError, ValueError) as err:
-                log.warning("%s; it is not watched (DELETE /api/streams/%s removes it)", err, row["name"])
-                continue
-            cameras.append(StoredCamera(spec, row["added"]))
-        return cameras
+        return stored_cameras(self._db.execute("SELECT name, spec, added FROM cameras ORDER BY added, name"),
+                              str(self.path))
 
     async def aclose(self) -> None:
         await self._close_database()

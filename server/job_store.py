@@ -112,6 +112,17 @@ def _record(row: sqlite3.Row) -> JobRecord:
     )
 
 
+def sweep_orphans(jobs_dir: Path, known: set[str]) -> None:
+    """Remove what ``jobs_dir`` holds for no known job: the folder of an upload cut off by a crash before its row
+    was written has nothing that could ever show or remove it."""
+    for folder in jobs_dir.iterdir():
+        if folder.name not in known:
+            if folder.is_dir():
+                shutil.rmtree(folder, ignore_errors=True)
+            else:
+                folder.unlink(missing_ok=True)
+
+
 class JobStore(DatabaseThread):
     """``await open()`` before use, ``await aclose()`` after. Methods are coroutines run on the store's thread."""
 
@@ -150,13 +161,7 @@ class JobStore(DatabaseThread):
         for record in crashed:
             shutil.rmtree(self.job_dir(record.id), ignore_errors=True)
             self._put(replace(record, state="failed", error=INTERRUPTED, finished=time.time(), artifacts={}))
-        known = {row[0] for row in db.execute("SELECT id FROM jobs")}
-        for folder in self.jobs_dir.iterdir():
-            if folder.name not in known:
-                if folder.is_dir():
-                    shutil.rmtree(folder, ignore_errors=True)
-                else:
-                    folder.unlink(missing_ok=True)
+        sweep_orphans(self.jobs_dir, {row[0] for row in db.execute("SELECT id FROM jobs")})
         return [_record(r) for r in db.execute("SELECT * FROM jobs WHERE state = 'queued' ORDER BY created")]
 
     async def aclose(self) -> None:

@@ -31,12 +31,13 @@ from typing import Any
 from har_stream.errors import ConfigError, HarStreamError
 from har_stream.events import ActionEvent
 
-from .camera_spec import CameraSpec, parse_camera
-from .camera_store import CameraStore, StoredCamera, _document
+from .camera_spec import CameraSpec
+from .camera_store import CameraStore, StoredCamera, _document, stored_cameras
 from .database import Database
 from .event_store import (_COLUMNS as EVENT_COLUMNS, EventQuery, EventRetention, EventStore, _event, _row as event_row,
                           valid_event_id)
-from .job_store import _COLUMNS as JOB_COLUMNS, INTERRUPTED, JobRecord, JobStore, _record, _row as job_row
+from .job_store import (_COLUMNS as JOB_COLUMNS, INTERRUPTED, JobRecord, JobStore, _record, _row as job_row,
+                        sweep_orphans)
 
 log = logging.getLogger(__name__)
 
@@ -91,17 +92,9 @@ class PgJobStore(JobStore):
             await asyncio.to_thread(shutil.rmtree, self.job_dir(record.id), True)
             await self.put(replace(record, state="failed", error=INTERRUPTED, finished=time.time(), artifacts={}))
         known = {row[0] for row in await pool.fetch("SELECT id FROM jobs WHERE node = $1", self.node)}
-        await asyncio.to_thread(self._sweep, known)
+        await asyncio.to_thread(sweep_orphans, self.jobs_dir, known)
         return [_record(r) for r in await pool.fetch(
             "SELECT * FROM jobs WHERE state = 'queued' AND node = $1 ORDER BY created", self.node)]
-
-    def _sweep(self, known: set[str]) -> None:
-        for folder in self.jobs_dir.iterdir():
-            if folder.name not in known:
-                if folder.is_dir():
-                    shutil.rmtree(folder, ignore_errors=True)
-                else:
-                    folder.unlink(missing_ok=True)
 
     async def aclose(self) -> None:
         await self._close_database()  # the file thread; the pool is the Database's
@@ -230,15 +223,8 @@ class PgCameraStore(CameraStore):
 
     async def all(self) -> list[StoredCamera]:
         """Every stored camera, oldest first (a row that no longer parses is skipped with a warning)."""
-        cameras = []
-        for row in await self.database.pool.fetch("SELECT name, spec, added FROM cameras ORDER BY added, name"):
-            try:
-                spec = parse_camera(json.loads(row["spec"]), f"stored camera {row['name']!r} in the database")
-            except (ConfigError, ValueError) as err:
-                log.warning("%s; it is not watched (DELETE /api/streams/%s removes it)", err, row["name"])
-                continue
-            cameras.append(StoredCamera(spec, row["added"]))
-        return cameras
+        rows = await self.database.pool.fetch("SELECT name, spec, added FROM cameras ORDER BY added, name")
+        return stored_cameras(rows, "the database")
 
     async def aclose(self) -> None:
         await self._close_database()
