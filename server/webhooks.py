@@ -30,7 +30,7 @@ import hmac
 import json
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -101,7 +101,7 @@ class DeliveryStats:
     """One receiver's counters. ``retried`` counts extra tries; ``failed`` messages given up on; ``dropped``
     messages pushed out of a full queue (or published after close)."""
 
-    url: str  # credentials redacted
+    url: str  # shown_urls(): scheme, host and port; path, query and credentials hidden
     delivered: int
     failed: int
     retried: int
@@ -117,9 +117,23 @@ class DeliveryStats:
                 "last_error_at": iso_utc(self.last_error_at), "last_delivered_at": iso_utc(self.last_delivered_at)}
 
 
+def shown_urls(urls: Sequence[str]) -> list[str]:
+    """Each receiver's URL as stats, metrics and logs show it: scheme, host and port only, its path and query
+    hidden as ``/…``. Chat and automation webhooks carry their secret in the path or query (``/services/T0/B0/xyz``,
+    ``?token=``), and /metrics and /api/events/status must not hand it out. Receivers that would look alike are
+    told apart by their position in the list (``#2``), so every metric series stays distinct."""
+    shown = []
+    for url in urls:
+        parts = urlsplit(redact(url))
+        hidden = "/…" if parts.path not in ("", "/") or parts.query else ""
+        shown.append(f"{parts.scheme}://{parts.netloc}{hidden}")
+    return [f"{s} #{i + 1}" if shown.count(s) > 1 else s for i, s in enumerate(shown)]
+
+
 class _Target:
-    def __init__(self, url: str, queue_size: int) -> None:
+    def __init__(self, url: str, shown: str, queue_size: int) -> None:
         self.url = url
+        self.shown = shown
         self.queue: asyncio.Queue[ActionEvent] = asyncio.Queue(queue_size)
         self.task: asyncio.Task[None] | None = None
         self.delivered = self.failed = self.retried = self.dropped = 0
@@ -128,7 +142,7 @@ class _Target:
         self.last_delivered_at: datetime | None = None
 
     def stats(self) -> DeliveryStats:
-        return DeliveryStats(redact(self.url), self.delivered, self.failed, self.retried, self.dropped,
+        return DeliveryStats(self.shown, self.delivered, self.failed, self.retried, self.dropped,
                              self.queue.qsize(), self.last_error, self.last_error_at, self.last_delivered_at)
 
 
@@ -145,7 +159,8 @@ class WebhookDispatcher:
         self._session = session
         self._own_session = session is None
         self._clock = clock
-        self._targets = [_Target(url, settings.queue_size) for url in settings.urls]
+        self._targets = [_Target(url, shown, settings.queue_size)
+                         for url, shown in zip(settings.urls, shown_urls(settings.urls))]
         self._closed = False
 
     async def start(self) -> None:
@@ -153,7 +168,7 @@ class WebhookDispatcher:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.settings.timeout_s))
         for target in self._targets:
             if target.task is None:
-                target.task = asyncio.create_task(self._run(target), name=f"webhook-{redact(target.url)}")
+                target.task = asyncio.create_task(self._run(target), name=f"webhook-{target.shown}")
 
     async def __aenter__(self) -> WebhookDispatcher:
         await self.start()
@@ -204,7 +219,7 @@ class WebhookDispatcher:
             except asyncio.CancelledError:
                 raise
             except Exception as err:  # a bug here must not end this receiver's deliveries
-                log.exception("webhook %s: delivering event %s failed unexpectedly", redact(target.url), event.id)
+                log.exception("webhook %s: delivering event %s failed unexpectedly", target.shown, event.id)
                 self._failure(target, f"{type(err).__name__}: {err}")
                 target.failed += 1
             finally:
@@ -240,7 +255,7 @@ class WebhookDispatcher:
             self._failure(target, error)
             if not retry or attempt == settings.max_attempts:
                 target.failed += 1
-                log.warning("webhook %s: gave up on event %s (%s) after %d attempt(s): %s", redact(target.url),
+                log.warning("webhook %s: gave up on event %s (%s) after %d attempt(s): %s", target.shown,
                             event.id, event.phase, attempt, error)
                 return
             target.retried += 1

@@ -163,3 +163,16 @@ def test_bad_settings_are_clear_errors(kw, message):
 def test_the_backoff_doubles_up_to_its_cap():
     settings = WebhookSettings(backoff_s=0.5, max_backoff_s=3.0)
     assert [settings.delay(n) for n in range(1, 6)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+
+
+def test_receivers_are_shown_without_path_query_or_credentials() -> None:
+    """Chat webhooks carry their secret in the path or query: stats, /metrics and logs show scheme, host and port
+    only, and receivers that would look alike stay distinct."""
+    from server.webhooks import shown_urls
+
+    urls = ["https://hooks.example.com/services/T0/B0/s3cret", "https://hooks.example.com/other?token=s3cret",
+            "http://user:pw@10.0.0.5:8080/", "http://receiver.example:9000"]
+    shown = shown_urls(urls)
+    assert shown == ["https://hooks.example.com/… #1", "https://hooks.example.com/… #2", "http://***@10.0.0.5:8080",
+                     "http://receiver.example:9000"]
+    assert not any("s3cret" in s or "pw" in s for s in shown)
