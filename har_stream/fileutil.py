@@ -28,17 +28,16 @@ def publish(tmp: Path | str, dest: Path | str) -> None:
 def sync_files(paths: list[Path]) -> None:
     """fsync each file, then each folder holding them (so their names are on disk too). Call before recording
     that the files exist: a record that survives a power cut must not name a file that did not."""
-    folders: set[Path] = set()
     for path in paths:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        folders.add(Path(path).parent)
-    for folder in folders:
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _fsync(path)
+    for folder in {Path(path).parent for path in paths}:
+        _fsync(folder)
+
+
+def _fsync(path: Path | str) -> None:
+    """fsync a file or a folder (opened read-only: a folder cannot be opened for writing)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
